@@ -1,0 +1,190 @@
+"""Typed settings: what can be configured, its type, default and the rules between values.
+
+Every section is a frozen msgspec Struct that forbids unknown fields. Field types carry
+their per-value constraints (``Annotated[int, Meta(gt=0)]``); the loader enforces those and
+the types generically, so adding a setting is one line here. Rules that involve more than
+one value live in `iter_problems`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from config.secrets import Secret, enc_hook, reveal_enc_hook
+
+__all__ = [
+    "ACCOUNT_NAME_PATTERN",
+    "LOG_LEVELS",
+    "AccountSettings",
+    "ApiSettings",
+    "LogSettings",
+    "RuntimeSettings",
+    "ServerSettings",
+    "Settings",
+    "SupervisionSettings",
+    "TelegramSettings",
+    "dump_settings",
+    "iter_problems",
+]
+
+ACCOUNT_NAME_PATTERN = r"^[a-z0-9_-]+$"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# ZeroMQ CURVE keys in their printable (Z85) form are always 40 characters.
+_Z85_KEY_LENGTH = 40
+
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+# Port 0 asks the OS for a free port: useful for a listener, never for a server to dial.
+ListenPort = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+DialPort = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+AccountName = Annotated[str, msgspec.Meta(pattern=ACCOUNT_NAME_PATTERN)]
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Base of every settings section (the Struct options are inherited)."""
+
+
+class RuntimeSettings(_Section):
+    """ZeroMQ endpoints and limits of the broker, nodes and actors."""
+
+    broker_endpoint: str = "inproc://switchboard/broker"
+    # Publishers connect here; the broker's XSUB socket binds it.
+    events_in_endpoint: str = "inproc://switchboard/events-in"
+    # Subscribers connect here; the broker's XPUB socket binds it.
+    events_out_endpoint: str = "inproc://switchboard/events-out"
+    max_frame_bytes: PositiveInt = 1_048_576
+    heartbeat_interval_s: PositiveFloat = 1.0
+    heartbeat_liveness: PositiveInt = 3
+    mailbox_size: PositiveInt = 1000
+    request_timeout_s: PositiveFloat = 10.0
+    # Optional CURVE: the broker's public key (for connecting peers) and this process's
+    # secret key, both in Z85 form.
+    curve_server_key: Secret | None = None
+    curve_secret_key: Secret | None = None
+
+
+class SupervisionSettings(_Section):
+    """Restart intensity (at most ``max_restarts`` in ``within_s``) and restart backoff."""
+
+    max_restarts: NonNegativeInt = 5
+    within_s: PositiveFloat = 10.0
+    backoff_initial_s: PositiveFloat = 0.05
+    backoff_max_s: PositiveFloat = 2.0
+
+
+class LogSettings(_Section):
+    """Log level (one of `LOG_LEVELS`, any case) and output format."""
+
+    level: str = "info"
+    format: Literal["auto", "console", "json"] = "auto"
+
+
+class TelegramSettings(_Section):
+    """Defaults every account inherits unless it sets its own."""
+
+    api_id: PositiveInt | None = None
+    api_hash: Secret | None = None
+
+
+class ServerSettings(_Section):
+    """Where an account connects instead of Telegram (the sandbox)."""
+
+    host: str
+    port: DialPort
+    dc_id: Annotated[int, msgspec.Meta(ge=1)] = 2
+    public_key_file: str | None = None
+
+
+class AccountSettings(_Section):
+    """One Telegram account, owned by exactly one session actor."""
+
+    kind: Literal["user", "bot"] = "user"
+    api_id: PositiveInt | None = None
+    api_hash: Secret | None = None
+    phone: str | None = None
+    bot_token: Secret | None = None
+    session_string: Secret | None = None
+    session_file: str | None = None
+    server: ServerSettings | None = None
+    allow_export: bool = False
+
+
+class ApiSettings(_Section):
+    """The HTTP API; ``token`` is required by every request that changes state."""
+
+    host: str = "127.0.0.1"
+    port: ListenPort = 8080
+    token: Secret | None = None
+
+
+class Settings(_Section):
+    """All settings; build it with `config.load_settings`."""
+
+    data_dir: str = "data"
+    runtime: RuntimeSettings = msgspec.field(default_factory=RuntimeSettings)
+    supervision: SupervisionSettings = msgspec.field(default_factory=SupervisionSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+    telegram: TelegramSettings = msgspec.field(default_factory=TelegramSettings)
+    accounts: dict[AccountName, AccountSettings] = msgspec.field(default_factory=dict)
+    api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+
+    def account(self, name: str) -> AccountSettings:
+        """Return account ``name`` with ``api_id``/``api_hash`` filled from ``telegram``.
+
+        Raises KeyError if no such account is configured.
+        """
+        acc = self.accounts[name]
+        return msgspec.structs.replace(
+            acc,
+            api_id=acc.api_id if acc.api_id is not None else self.telegram.api_id,
+            api_hash=acc.api_hash if acc.api_hash is not None else self.telegram.api_hash,
+        )
+
+
+def dump_settings(settings: Settings, *, reveal: bool = False) -> dict[str, Any]:
+    """Return ``settings`` as plain builtins; secrets are ``"***"`` unless ``reveal``."""
+    hook = reveal_enc_hook if reveal else enc_hook
+    result: dict[str, Any] = msgspec.to_builtins(settings, enc_hook=hook)
+    return result
+
+
+def iter_problems(settings: Settings) -> Iterator[tuple[str, str]]:
+    """Yield ``(dotted key, problem)`` for every rule between values that ``settings`` breaks.
+
+    Types and per-value constraints are checked by the loader before this runs. Messages
+    never include a secret's value.
+    """
+    if settings.log.level.lower() not in LOG_LEVELS:
+        yield "log.level", f"expected one of {', '.join(LOG_LEVELS)} (any case)"
+    sup = settings.supervision
+    if sup.backoff_max_s < sup.backoff_initial_s:
+        yield (
+            "supervision.backoff_max_s",
+            f"must be >= supervision.backoff_initial_s ({sup.backoff_initial_s})",
+        )
+    if not settings.data_dir:
+        yield "data_dir", "must not be empty"
+    for field in ("curve_server_key", "curve_secret_key"):
+        key = getattr(settings.runtime, field)
+        if key is not None and len(key.reveal()) != _Z85_KEY_LENGTH:
+            yield f"runtime.{field}", f"expected a {_Z85_KEY_LENGTH}-character Z85 key"
+    for name in settings.accounts:
+        yield from _account_problems(name, settings.account(name))
+
+
+def _account_problems(name: str, acc: AccountSettings) -> Iterator[tuple[str, str]]:
+    """Problems of one account, given with its ``telegram`` defaults already applied."""
+    path = f"accounts.{name}"
+    if acc.api_id is None:
+        yield path, f"api_id is not set (set {path}.api_id or telegram.api_id)"
+    if not acc.api_hash:
+        yield path, f"api_hash is not set (set {path}.api_hash or telegram.api_hash)"
+    has_session = bool(acc.session_string) or bool(acc.session_file)
+    if acc.kind == "bot" and not acc.bot_token and not has_session:
+        yield path, "a bot account needs bot_token (or an existing session_string/session_file)"
+    if acc.kind == "user" and acc.bot_token:
+        yield path, 'bot_token is set but kind is "user" (set kind = "bot")'
