@@ -1,0 +1,50 @@
+"""The built-in echo/counter actor: lets the runtime be seen and measured working.
+
+It also checks the runtime's serialization guarantee: if two messages ever ran at once,
+``Count.overlaps`` would say so.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from protocols import demo
+from protocols.base import Message
+from protocols.envelope import Envelope
+from protocols.errors import BadRequest
+from runtime.actor import Actor
+
+
+class EchoActor(Actor):
+    """Answers Echo, Increment, GetCount and Sleep; raises on Fail."""
+
+    def on_start(self) -> None:
+        self.count = 0
+        self.overlaps = 0
+        self._inside = threading.Lock()
+
+    def handle(self, body: Message, envelope: Envelope) -> Message:
+        if not self._inside.acquire(blocking=False):
+            self.overlaps += 1
+            self._inside.acquire()
+        try:
+            return self._answer(body)
+        finally:
+            self._inside.release()
+
+    def _answer(self, body: Message) -> Message:
+        match body:
+            case demo.Echo(text=text):
+                return demo.Echoed(text=text)
+            case demo.Increment(by=by):
+                self.count += by
+                return demo.Count(value=self.count, overlaps=self.overlaps)
+            case demo.GetCount():
+                return demo.Count(value=self.count, overlaps=self.overlaps)
+            case demo.Sleep(seconds=seconds):
+                time.sleep(seconds)
+                return demo.Slept(seconds=seconds)
+            case demo.Fail(reason=reason):
+                raise RuntimeError(reason)
+        return BadRequest(message=f"{self.ctx.address} does not answer {type(body).__name__}")

@@ -1,0 +1,54 @@
+"""The built-in demo conversation, spoken by ``actors.echo.EchoActor``.
+
+It lets the runtime be seen (and measured) working before any Telegram actor exists.
+"""
+
+from __future__ import annotations
+
+from protocols.base import Message
+
+
+class Echo(Message):
+    """Answered with :class:`Echoed` carrying the same text."""
+
+    text: str = ""
+
+
+class Echoed(Message):
+    text: str = ""
+
+
+class Increment(Message):
+    """Add ``by`` to the counter; answered with the new :class:`Count`."""
+
+    by: int = 1
+
+
+class GetCount(Message):
+    """Answered with the current :class:`Count`."""
+
+
+class Count(Message):
+    """The counter's value, and how many times two messages were seen at once (always 0)."""
+
+    value: int
+    overlaps: int = 0
+
+
+class Sleep(Message):
+    """Block the actor for ``seconds`` (to observe mailboxes and deadlines); ``Slept``."""
+
+    seconds: float
+
+
+class Slept(Message):
+    seconds: float
+
+
+class Fail(Message):
+    """Make the actor raise (to observe supervision); never answered with a result."""
+
+    reason: str = "asked to fail"
+
+
+MESSAGES: tuple[type[Message], ...] = (Echo, Echoed, Increment, GetCount, Count, Sleep, Slept, Fail)

@@ -1,0 +1,252 @@
+"""The client library for programs outside the runtime (and for the command line).
+
+``Client`` is synchronous and for one thread; ``AsyncClient`` is for asyncio and allows
+many requests in flight. Both guarantee that :meth:`request` returns exactly once: the
+reply body, or :class:`~runtime.errors.RequestError` carrying the typed error
+(``Timeout`` included, raised locally if no answer arrives shortly after the deadline).
+Neither ever re-sends a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Iterable
+
+import zmq
+import zmq.asyncio
+
+from protocols import errors
+from protocols.base import Message
+from protocols.codec import (
+    DEFAULT_MAX_FRAME_BYTES,
+    FrameError,
+    decode_event,
+    decode_packet,
+    encode_packet,
+    open_body,
+    pack_body,
+)
+from protocols.envelope import Envelope, new_id
+from runtime.errors import RequestError
+
+# How long past a deadline to wait for the node's own Timeout before declaring one here.
+_GRACE_S = 0.25
+
+
+def _client_identity() -> str:
+    return f"client:{uuid.uuid4().hex[:16]}"
+
+
+def _envelope(
+    sender: str, target: str, body: Message, timeout: float, idempotency_key: str, trace_id: str
+) -> Envelope:
+    return Envelope(
+        id=new_id(),
+        sender=sender,
+        target=target,
+        body=pack_body(body),
+        deadline=time.time() + timeout,
+        idempotency_key=idempotency_key,
+        trace_id=trace_id,
+    )
+
+
+def _result(body: Message) -> Message:
+    if isinstance(body, errors.Error):
+        raise RequestError(body)
+    return body
+
+
+def _read(frame: bytes, max_bytes: int) -> tuple[str, Message] | None:
+    """(reply_to, body) of a reply frame; None for anything that is not a reply."""
+    try:
+        packet = decode_packet(frame, max_bytes)
+    except FrameError as exc:
+        return exc.request_id, errors.BadRequest(message=exc.reason)
+    if not isinstance(packet, Envelope) or not packet.reply_to:
+        return None
+    try:
+        return packet.reply_to, open_body(packet.body)
+    except FrameError as exc:
+        return packet.reply_to, errors.BadRequest(message=f"unreadable reply: {exc.reason}")
+
+
+def _local_timeout(target: str, timeout: float) -> RequestError:
+    return RequestError(errors.Timeout(message=f"no answer from {target} within {timeout:g}s"))
+
+
+class Client:
+    """A synchronous client: request/reply through the broker, for one thread."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        identity: str | None = None,
+        context: zmq.Context | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        self.address = identity or _client_identity()
+        self.max_frame_bytes = max_frame_bytes
+        self._socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.IDENTITY, self.address.encode())
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.connect(endpoint)
+
+    def request(
+        self,
+        target: str,
+        body: Message,
+        timeout: float = 10.0,
+        idempotency_key: str = "",
+        trace_id: str = "",
+    ) -> Message:
+        """Send ``body`` to ``target`` and return the reply body.
+
+        Raises :class:`RequestError` with the typed error the request was answered with,
+        or with ``Timeout`` if nothing came back by the deadline.
+        """
+        request_id = self.send(target, body, timeout, idempotency_key, trace_id)
+        give_up = time.monotonic() + timeout + _GRACE_S
+        while (left := give_up - time.monotonic()) > 0:
+            reply = self.receive(left)
+            if reply is not None and reply[0] == request_id:
+                return _result(reply[1])
+        raise _local_timeout(target, timeout)
+
+    def send(
+        self,
+        target: str,
+        body: Message,
+        timeout: float = 10.0,
+        idempotency_key: str = "",
+        trace_id: str = "",
+    ) -> str:
+        """Send a request without waiting (for pipelining); returns its id."""
+        envelope = _envelope(self.address, target, body, timeout, idempotency_key, trace_id)
+        self._socket.send(encode_packet(envelope))
+        return envelope.id
+
+    def receive(self, timeout: float) -> tuple[str, Message] | None:
+        """The next reply as (id of the request it answers, body), or None on timeout."""
+        if not self._socket.poll(timeout * 1000):
+            return None
+        return _read(self._socket.recv(), self.max_frame_bytes)
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """An asyncio client: any number of requests in flight, replies matched by id."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        identity: str | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        self.address = identity or _client_identity()
+        self.max_frame_bytes = max_frame_bytes
+        context = zmq.asyncio.Context.shadow(zmq.Context.instance())
+        self._socket = context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.IDENTITY, self.address.encode())
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.connect(endpoint)
+        self._waiting: dict[str, asyncio.Future[Message]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def request(
+        self,
+        target: str,
+        body: Message,
+        timeout: float = 10.0,
+        idempotency_key: str = "",
+        trace_id: str = "",
+    ) -> Message:
+        """As :meth:`Client.request`, without blocking the event loop."""
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._read_replies())
+        envelope = _envelope(self.address, target, body, timeout, idempotency_key, trace_id)
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiting[envelope.id] = future
+        try:
+            await self._socket.send(encode_packet(envelope))
+            return _result(await asyncio.wait_for(future, timeout + _GRACE_S))
+        except TimeoutError:
+            raise _local_timeout(target, timeout) from None
+        finally:
+            self._waiting.pop(envelope.id, None)
+
+    async def _read_replies(self) -> None:
+        while True:
+            reply = _read(await self._socket.recv(), self.max_frame_bytes)
+            if reply is None:
+                continue
+            future = self._waiting.get(reply[0])
+            if future is not None and not future.done():
+                future.set_result(reply[1])
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        self._socket.close(linger=0)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class Subscriber:
+    """Receives events from the bus whose topics start with the given prefixes."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        topics: Iterable[str] = ("",),
+        *,
+        context: zmq.Context | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self._socket = (context or zmq.Context.instance()).socket(zmq.SUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        for topic in topics:
+            self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self._socket.connect(endpoint)
+
+    def receive(self, timeout: float) -> tuple[str, Message] | None:
+        """The next (topic, event), or None on timeout; unreadable events are skipped."""
+        give_up = time.monotonic() + timeout
+        while (left := give_up - time.monotonic()) > 0:
+            if not self._socket.poll(left * 1000):
+                return None
+            topic, frame = self._socket.recv_multipart()
+            try:
+                return topic.decode(), decode_event(frame, self.max_frame_bytes)
+            except FrameError:
+                continue
+        return None
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,186 @@
+"""The mailbox: a pykka thread that feeds one actor its requests, one at a time.
+
+Guarantees:
+
+* one message at a time, in arrival order (pykka's inbox and thread);
+* bounded: the node checks :attr:`Mailbox.depth` before enqueueing and answers ``Busy``
+  when it is at ``capacity``, so nothing is dropped silently;
+* every request it takes gets exactly one reply: the handler's result, ``BadRequest``
+  for a body it cannot open, ``Internal`` for a crash, ``Unavailable`` once the actor
+  has failed, or the first reply again for a repeated idempotency key;
+* a crash is supervised (:mod:`runtime.supervisor`): the actor is rebuilt after a
+  backoff while queued requests wait, or marked failed past the restart intensity.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import msgspec
+import pykka
+
+from protocols import errors
+from protocols.broker import ActorInfo
+from protocols.codec import FrameError, open_body, pack_body
+from protocols.envelope import Envelope
+from protocols.events import ActorStateChanged
+from runtime.actor import Actor, ActorContext, ActorFactory, Port
+from runtime.idempotency import IdempotencyCache
+from runtime.supervisor import ActorState, RestartPolicy, Supervision
+
+
+class Mailbox:
+    """Hosts one supervised actor at one address (the node's view of it)."""
+
+    def __init__(
+        self,
+        address: str,
+        factory: ActorFactory,
+        port: Port,
+        policy: RestartPolicy,
+        capacity: int,
+    ) -> None:
+        self.address = address
+        self.capacity = capacity
+        self.ctx = ActorContext(address, port)
+        self.supervision = Supervision(policy)
+        self.stopping = threading.Event()
+        self.enqueued = 0  # written by the node's thread only
+        self.dequeued = 0  # written by the runner's thread only
+        self._ref = _Runner.start(self, factory, port)
+
+    @property
+    def depth(self) -> int:
+        """Requests queued and not yet taken (safe to read from any thread)."""
+        return self.enqueued - self.dequeued
+
+    def info(self) -> ActorInfo:
+        """This actor as status shows it."""
+        s = self.supervision
+        return ActorInfo(
+            address=self.address,
+            state=s.state.value,
+            mailbox=self.depth,
+            restarts=s.restarts,
+            last_error=s.last_error,
+        )
+
+    def tell(self, envelope: Envelope) -> None:
+        """Queue a request (the caller checked :attr:`depth` against :attr:`capacity`)."""
+        self.enqueued += 1
+        self._ref.tell(envelope)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop after the queued requests are handled (block up to ``timeout``).
+
+        With ``timeout`` None, return at once and let the mailbox drain by itself.
+        Raises pykka's Timeout if it does not drain in time.
+        """
+        self.stopping.set()
+        self._ref.stop(block=timeout is not None, timeout=timeout)
+
+
+class _Runner(pykka.ThreadingActor):
+    """The mailbox's thread: builds the actor and feeds it one message at a time."""
+
+    use_daemon_thread = True
+
+    def __init__(self, mailbox: Mailbox, factory: ActorFactory, port: Port) -> None:
+        super().__init__()
+        self.address = mailbox.address
+        self.ctx = mailbox.ctx
+        self._mailbox = mailbox
+        self._supervision = mailbox.supervision
+        self._stopping = mailbox.stopping
+        self._factory = factory
+        self._port = port
+        self._actor: Actor | None = None
+        self._idempotency = IdempotencyCache()
+
+    def on_start(self) -> None:
+        self._build()
+
+    def on_stop(self) -> None:
+        self._retire()
+        if self._supervision.state is not ActorState.FAILED:
+            self._supervision.state = ActorState.STOPPED
+
+    def on_receive(self, message: Envelope) -> None:
+        self._mailbox.dequeued += 1
+        reply = self._answer(message)
+        if reply is not None:
+            self._port.send_reply(message.answer(reply, sender=self.address))
+
+    def _answer(self, envelope: Envelope) -> msgspec.Raw | None:
+        if envelope.expired():
+            return None  # the node has answered Timeout at the deadline already
+        if self._actor is None:
+            reason = self._supervision.describe_failure()
+            return pack_body(errors.Unavailable(message=f"{self.address} {reason}"))
+        key = envelope.idempotency_key
+        if key:
+            first = self._idempotency.get(key)
+            if first is not None:
+                return first
+        try:
+            body = open_body(envelope.body)
+        except FrameError as exc:
+            return pack_body(errors.BadRequest(message=exc.reason))
+        try:
+            result = self._actor.handle(body, envelope)
+        except Exception as exc:
+            if self._recover(exc, envelope):
+                self._build()
+            return pack_body(errors.Internal(message=f"{type(exc).__name__} in {self.address}"))
+        reply = pack_body(result)
+        if key:
+            self._idempotency.put(key, reply)
+        return reply
+
+    def _build(self) -> None:
+        """Create the actor and run its on_start, retrying under supervision."""
+        while not self._stopping.is_set():
+            try:
+                actor = self._factory(self.ctx)
+                actor.on_start()
+            except Exception as exc:
+                if not self._recover(exc, None):
+                    return
+                continue
+            self._actor = actor
+            self._supervision.state = ActorState.RUNNING
+            self._publish_state()
+            return
+
+    def _recover(self, exc: BaseException, envelope: Envelope | None) -> bool:
+        """Record a crash and wait out its backoff; False if the actor is now failed."""
+        error = f"{type(exc).__name__}: {exc}"
+        self.ctx.log.error(
+            "actor crashed",
+            error=error,
+            request_id=envelope.id if envelope else None,
+            exc_info=exc,
+        )
+        self._retire()
+        delay = self._supervision.crashed(error)
+        self._publish_state()
+        if delay is None:
+            self.ctx.log.error("actor failed", reason=self._supervision.describe_failure())
+            return False
+        return not self._stopping.wait(delay)
+
+    def _retire(self) -> None:
+        actor, self._actor = self._actor, None
+        if actor is None:
+            return
+        try:
+            actor.on_stop()
+        except Exception as exc:
+            self.ctx.log.warning("on_stop raised", error=f"{type(exc).__name__}: {exc}")
+
+    def _publish_state(self) -> None:
+        s = self._supervision
+        event = ActorStateChanged(
+            address=self.address, state=s.state.value, restarts=s.restarts, reason=s.last_error
+        )
+        self._port.publish(f"actor.{self.address}", event)

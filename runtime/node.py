@@ -1,0 +1,509 @@
+"""A node: one process's host for actors, connected to the broker.
+
+The node's I/O thread is the only user of its broker socket. Actor threads reach it
+through thread-local inproc PUSH sockets (:class:`_ThreadSockets`), so every ZeroMQ socket
+is used by exactly one thread.
+
+Guarantees:
+
+* an actor runs only after the broker granted its address to this node, and is stopped
+  when the grant is revoked (another node took over while this one was presumed dead);
+* every request taken from the broker gets exactly one reply: the actor's, or ``Busy``
+  (mailbox full), ``Timeout`` (deadline passed first; a late result is then dropped),
+  ``NoSuchAddress`` (not hosted here), or ``Unavailable`` (node stopping);
+* :meth:`Node.stop` releases the addresses, drains the mailboxes, forwards their replies,
+  says goodbye and closes every socket; it does not hang.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import heapq
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pykka
+import structlog
+import zmq
+
+from protocols import errors
+from protocols.base import Message
+from protocols.broker import (
+    ActorInfo,
+    Claim,
+    Disconnect,
+    Granted,
+    Heartbeat,
+    Ready,
+    Refused,
+    Release,
+    Revoked,
+)
+from protocols.codec import (
+    DEFAULT_MAX_FRAME_BYTES,
+    FrameError,
+    decode_packet,
+    encode_packet,
+    open_body,
+    pack_body,
+)
+from protocols.envelope import Envelope
+from runtime.actor import ActorFactory
+from runtime.errors import AddressTakenError
+from runtime.mailbox import Mailbox
+from runtime.supervisor import RestartPolicy
+
+log = structlog.get_logger("node")
+
+_REPLY = b"rep"
+_REQUEST = b"req"
+_CLAIM = b"claim"
+_RELEASE_ALL = b"release"
+_STOP = b"stop"
+
+
+def default_node_id() -> str:
+    """``<host>-<pid>``: unique per process on a host, readable in status output."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class NodeOptions:
+    """Where the broker is and how this node behaves; see ``config.RuntimeSettings``."""
+
+    broker: str
+    events_in: str
+    heartbeat_interval_s: float = 1.0
+    heartbeat_liveness: int = 3
+    mailbox_size: int = 1000
+    request_timeout_s: float = 10.0
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    standby: bool = False
+
+
+@dataclass
+class _Pending:
+    """A request handed to a mailbox and not yet answered."""
+
+    envelope: Envelope
+    epoch: int
+
+
+class Node:
+    """Hosts actors at addresses the broker grants it."""
+
+    def __init__(
+        self,
+        options: NodeOptions,
+        node_id: str | None = None,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.node_id = node_id or default_node_id()
+        self.options = options
+        self._zmq = context or zmq.Context.instance()
+        self._factories: dict[str, ActorFactory] = {}
+        self._mailboxes: dict[str, Mailbox] = {}
+        self._epochs: dict[str, int] = {}
+        self._refusals: dict[str, errors.NotOwner] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._deadlines: list[tuple[float, str]] = []
+        self._outbound: dict[str, concurrent.futures.Future[Message]] = {}
+        self._outbound_deadlines: list[tuple[float, str]] = []
+        self._outbound_lock = threading.Lock()
+        self._decided = threading.Condition()
+        self._released = threading.Event()
+        self._pull_endpoint = f"inproc://switchboard-node-{id(self):x}"
+        self._threads = _ThreadSockets(self._zmq, self._pull_endpoint, options.events_in)
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self._dealer: zmq.Socket | None = None
+        self._pull: zmq.Socket | None = None
+        self._broker_seen = 0.0
+        self._log = log.bind(node=self.node_id)
+
+    # -- public API ---------------------------------------------------------------
+
+    def add(self, address: str, factory: ActorFactory) -> None:
+        """Host an actor at ``address``; claimed from the broker now if running.
+
+        Raises ValueError if this node already hosts that address.
+        """
+        if address in self._factories:
+            raise ValueError(f"{address} is already hosted by node {self.node_id}")
+        self._factories[address] = factory
+        if self._running:
+            self._threads.push().send_multipart([_CLAIM, address.encode()])
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect, claim every added address, and wait until each is decided.
+
+        Raises :class:`AddressTakenError` naming the owner if an address is refused and
+        the node is not a standby; TimeoutError if the broker does not answer in time.
+        """
+        self._pull = self._zmq.socket(zmq.PULL)
+        self._pull.bind(self._pull_endpoint)
+        self._connect()
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name=f"node-{self.node_id}", daemon=True)
+        self._thread.start()
+        if not self.wait_decided(self._factories, timeout):
+            raise TimeoutError(f"broker at {self.options.broker} did not answer in {timeout:g}s")
+        if self._refusals and not self.options.standby:
+            raise AddressTakenError(next(iter(self._refusals.values())))
+
+    def wait_decided(self, addresses: Iterable[str], timeout: float) -> bool:
+        """Wait until each address is granted or refused; False on timeout."""
+        wanted = set(addresses)
+        with self._decided:
+            return self._decided.wait_for(
+                lambda: all(a in self._epochs or a in self._refusals for a in wanted), timeout
+            )
+
+    def wait_granted(self, address: str, timeout: float) -> bool:
+        """Wait until ``address`` is granted to this node (a standby's takeover)."""
+        with self._decided:
+            return self._decided.wait_for(lambda: address in self._mailboxes, timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Release addresses, drain mailboxes, say goodbye and close sockets (idempotent)."""
+        if not self._running:
+            return
+        self._threads.push().send_multipart([_RELEASE_ALL])
+        self._released.wait(timeout)
+        deadline = time.monotonic() + timeout
+        for mailbox in list(self._mailboxes.values()):
+            mailbox.stopping.set()
+        for mailbox in list(self._mailboxes.values()):
+            try:
+                mailbox.stop(timeout=max(0.1, deadline - time.monotonic()))
+            except pykka.Timeout:
+                self._log.warning("mailbox did not drain in time", address=mailbox.address)
+        self._threads.push().send_multipart([_STOP])
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._threads.close_all()
+        self._running = False
+
+    def actors(self) -> list[ActorInfo]:
+        """The hosted actors as status shows them (any thread)."""
+        return [mb.info() for mb in list(self._mailboxes.values())]
+
+    def refusal(self, address: str) -> errors.NotOwner | None:
+        """Why the broker refused ``address`` to this node, if it did."""
+        return self._refusals.get(address)
+
+    def epoch(self, address: str) -> int | None:
+        """The fencing epoch of this node's grant for ``address``, if granted."""
+        return self._epochs.get(address)
+
+    # -- Port (called from actor threads) -------------------------------------------
+
+    def send_request(self, envelope: Envelope) -> concurrent.futures.Future[Message]:
+        future: concurrent.futures.Future[Message] = concurrent.futures.Future()
+        with self._outbound_lock:
+            self._outbound[envelope.id] = future
+        deadline = envelope.deadline or time.time() + self.options.request_timeout_s
+        self._threads.push().send_multipart(
+            [_REQUEST, envelope.id.encode(), repr(deadline).encode(), encode_packet(envelope)]
+        )
+        return future
+
+    def send_reply(self, envelope: Envelope) -> None:
+        envelope.epoch = self._epochs.get(envelope.sender, 0)
+        self._threads.push().send_multipart(
+            [_REPLY, envelope.reply_to.encode(), encode_packet(envelope)]
+        )
+
+    def publish(self, topic: str, event: Message) -> None:
+        self._threads.pub().send_multipart([topic.encode(), encode_packet(event)])
+
+    # -- the I/O thread -------------------------------------------------------------
+
+    def _connect(self) -> None:
+        dealer = self._zmq.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.IDENTITY, self.node_id.encode())
+        dealer.setsockopt(zmq.LINGER, 1000)
+        dealer.setsockopt(zmq.MAXMSGSIZE, 4 * self.options.max_frame_bytes)
+        dealer.connect(self.options.broker)
+        self._dealer = dealer
+        self._broker_seen = time.monotonic()
+        self._send(
+            Ready(
+                node_id=self.node_id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                addresses=sorted(self._factories),
+            )
+        )
+
+    def _send(self, packet: object) -> None:
+        assert self._dealer is not None
+        self._dealer.send(encode_packet(packet))
+
+    def _loop(self) -> None:
+        assert self._pull is not None
+        interval = self.options.heartbeat_interval_s
+        next_beat = time.monotonic() + interval
+        while self._running:
+            poller = zmq.Poller()
+            poller.register(self._dealer, zmq.POLLIN)
+            poller.register(self._pull, zmq.POLLIN)
+            reconnect = False
+            while not reconnect:
+                wait = max(0.0, min(next_beat, self._next_deadline()) - time.monotonic())
+                ready = dict(poller.poll(wait * 1000))
+                if self._pull in ready and not self._drain_pull():
+                    self._shutdown()
+                    return
+                if self._dealer in ready:
+                    self._drain_broker()
+                now = time.monotonic()
+                if now >= next_beat:
+                    next_beat = now + interval
+                    self._send(Heartbeat(actors=self.actors()))
+                    self._retry_refused()
+                    reconnect = now - self._broker_seen > interval * self.options.heartbeat_liveness
+                self._expire(time.time())
+            self._log.warning("broker silent, reconnecting", broker=self.options.broker)
+            assert self._dealer is not None
+            self._dealer.close(linger=0)
+            self._connect()
+
+    def _next_deadline(self) -> float:
+        """The monotonic time of the earliest request deadline (inf if none)."""
+        heads = [h[0][0] for h in (self._deadlines, self._outbound_deadlines) if h]
+        if not heads:
+            return float("inf")
+        return time.monotonic() + (min(heads) - time.time())
+
+    def _drain_pull(self) -> bool:
+        """Forward what actors and API calls queued; False when told to stop."""
+        assert self._pull is not None
+        while True:
+            try:
+                frames = self._pull.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return True
+            kind = frames[0]
+            if kind == _REPLY:
+                if self._pending.pop(frames[1].decode(), None) is not None:
+                    self._dealer.send(frames[2])  # type: ignore[union-attr]
+            elif kind == _REQUEST:
+                heapq.heappush(self._outbound_deadlines, (float(frames[2]), frames[1].decode()))
+                self._dealer.send(frames[3])  # type: ignore[union-attr]
+            elif kind == _CLAIM:
+                self._send(Claim(address=frames[1].decode()))
+            elif kind == _RELEASE_ALL:
+                for address in list(self._epochs):
+                    self._send(Release(address=address))
+                self._released.set()
+            elif kind == _STOP:
+                return False
+
+    def _drain_broker(self) -> None:
+        assert self._dealer is not None
+        while True:
+            try:
+                frame = self._dealer.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._broker_seen = time.monotonic()
+            try:
+                packet = decode_packet(frame, self.options.max_frame_bytes)
+            except FrameError as exc:
+                self._log.warning("dropped bad frame from broker", reason=exc.reason)
+                continue
+            if isinstance(packet, Envelope):
+                self._on_envelope(packet)
+            elif isinstance(packet, Granted):
+                self._on_granted(packet)
+            elif isinstance(packet, Refused):
+                self._on_refused(packet)
+            elif isinstance(packet, Revoked):
+                self._on_revoked(packet)
+            elif isinstance(packet, Disconnect):
+                self._log.warning("broker does not know this node; registering again")
+                self._send(
+                    Ready(
+                        node_id=self.node_id,
+                        host=socket.gethostname(),
+                        pid=os.getpid(),
+                        addresses=sorted(self._factories),
+                    )
+                )
+
+    def _on_envelope(self, envelope: Envelope) -> None:
+        if envelope.reply_to:
+            with self._outbound_lock:
+                future = self._outbound.pop(envelope.reply_to, None)
+            if future is not None:
+                future.set_result(_open_reply(envelope))
+            return
+        mailbox = self._mailboxes.get(envelope.target)
+        if mailbox is None:
+            self._refuse(envelope, errors.NoSuchAddress(
+                address=envelope.target,
+                message=f"{envelope.target} is not hosted by node {self.node_id}",
+            ))
+        elif envelope.expired():
+            self._refuse(envelope, errors.Timeout(message="deadline passed before delivery"))
+        elif mailbox.depth >= mailbox.capacity:
+            self._refuse(envelope, errors.Busy(
+                message=f"mailbox of {envelope.target} is full ({mailbox.capacity})"
+            ))
+        elif envelope.id in self._pending:
+            self._refuse(envelope, errors.BadRequest(message=f"duplicate request id {envelope.id}"))
+        else:
+            if not envelope.deadline:
+                envelope.deadline = time.time() + self.options.request_timeout_s
+            self._pending[envelope.id] = _Pending(envelope, self._epochs.get(envelope.target, 0))
+            heapq.heappush(self._deadlines, (envelope.deadline, envelope.id))
+            mailbox.tell(envelope)
+
+    def _refuse(self, envelope: Envelope, error: errors.Error) -> None:
+        """Answer a request on the node's behalf (the actor never saw it)."""
+        reply = envelope.answer(pack_body(error), sender=self.node_id)
+        self._dealer.send(encode_packet(reply))  # type: ignore[union-attr]
+
+    def _expire(self, now: float) -> None:
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, request_id = heapq.heappop(self._deadlines)
+            pending = self._pending.pop(request_id, None)
+            if pending is not None:
+                self._refuse(pending.envelope, errors.Timeout(
+                    message=f"{pending.envelope.target} did not answer before the deadline"
+                ))
+        while self._outbound_deadlines and self._outbound_deadlines[0][0] <= now:
+            _, request_id = heapq.heappop(self._outbound_deadlines)
+            with self._outbound_lock:
+                future = self._outbound.pop(request_id, None)
+            if future is not None:
+                future.set_result(errors.Timeout(message="no reply before the deadline"))
+
+    def _on_granted(self, granted: Granted) -> None:
+        address = granted.address
+        factory = self._factories.get(address)
+        if factory is None:
+            self._send(Release(address=address))
+            return
+        self._epochs[address] = granted.epoch
+        if self._refusals.pop(address, None) is not None:
+            self._log.info("address taken over", address=address, epoch=granted.epoch)
+        mailbox = self._mailboxes.get(address)
+        if mailbox is None:
+            mailbox = Mailbox(
+                address, factory, self, self.options.restart_policy, self.options.mailbox_size
+            )
+            self._mailboxes[address] = mailbox
+        mailbox.ctx.epoch = granted.epoch
+        self._log.info("hosting address", address=address, epoch=granted.epoch)
+        with self._decided:
+            self._decided.notify_all()
+
+    def _on_refused(self, refused: Refused) -> None:
+        address = refused.address
+        owner = refused.owner
+        first = address not in self._refusals
+        self._refusals[address] = errors.NotOwner(
+            address=address,
+            owner=owner,
+            message=(
+                f"{address} is owned by node {owner.node_id} "
+                f"(host {owner.host}, pid {owner.pid}, epoch {owner.epoch})"
+            ),
+        )
+        if address in self._mailboxes:
+            self._retire(address)
+        if first:
+            self._log.error("address refused", address=address, owner=owner.node_id,
+                            host=owner.host, pid=owner.pid)
+        with self._decided:
+            self._decided.notify_all()
+
+    def _on_revoked(self, revoked: Revoked) -> None:
+        if self._epochs.get(revoked.address) != revoked.epoch:
+            return
+        self._log.warning("address revoked", address=revoked.address, epoch=revoked.epoch)
+        self._retire(revoked.address)
+        if self.options.standby:
+            self._send(Claim(address=revoked.address))
+
+    def _retire(self, address: str) -> None:
+        """Stop hosting an address we no longer own; its queued requests are dropped."""
+        self._epochs.pop(address, None)
+        mailbox = self._mailboxes.pop(address, None)
+        if mailbox is not None:
+            mailbox.stop()
+
+    def _retry_refused(self) -> None:
+        if self.options.standby:
+            for address in self._refusals:
+                self._send(Claim(address=address))
+
+    def _shutdown(self) -> None:
+        """Answer what is still pending, say goodbye, close the I/O thread's sockets."""
+        for pending in list(self._pending.values()):
+            self._refuse(pending.envelope, errors.Unavailable(message="node is stopping"))
+        self._pending.clear()
+        with self._outbound_lock:
+            for future in self._outbound.values():
+                future.set_result(errors.Unavailable(message="node is stopping"))
+            self._outbound.clear()
+        self._send(Disconnect())
+        assert self._dealer is not None and self._pull is not None
+        self._dealer.close(linger=1000)
+        self._pull.close(linger=0)
+
+
+def _open_reply(envelope: Envelope) -> Message:
+    try:
+        return open_body(envelope.body)
+    except FrameError as exc:
+        return errors.BadRequest(message=f"unreadable reply: {exc.reason}")
+
+
+class _ThreadSockets:
+    """One PUSH (to the node's I/O thread) and one PUB (to the bus) per calling thread."""
+
+    def __init__(self, context: zmq.Context, pull_endpoint: str, events_endpoint: str) -> None:
+        self._zmq = context
+        self._pull_endpoint = pull_endpoint
+        self._events_endpoint = events_endpoint
+        self._local = threading.local()
+        self._all: list[zmq.Socket] = []
+        self._lock = threading.Lock()
+
+    def push(self) -> zmq.Socket:
+        sock = getattr(self._local, "push", None)
+        if sock is None:
+            sock = self._open(zmq.PUSH, self._pull_endpoint)
+            self._local.push = sock
+        return sock
+
+    def pub(self) -> zmq.Socket:
+        sock = getattr(self._local, "pub", None)
+        if sock is None:
+            sock = self._open(zmq.PUB, self._events_endpoint)
+            self._local.pub = sock
+        return sock
+
+    def _open(self, kind: int, endpoint: str) -> zmq.Socket:
+        sock = self._zmq.socket(kind)
+        sock.setsockopt(zmq.LINGER, 1000)
+        sock.connect(endpoint)
+        with self._lock:
+            self._all.append(sock)
+        return sock
+
+    def close_all(self) -> None:
+        """Close every thread's sockets; call once their threads are done with them."""
+        with self._lock:
+            for sock in self._all:
+                sock.close()
+            self._all.clear()
+        self._local = threading.local()
