@@ -1,0 +1,375 @@
+"""The sandbox's control API: what a test or the demo does to the world from outside.
+
+Every operation takes and returns plain data (ints, strings, lists, msgspec Structs),
+so :mod:`sandbox.http` serves the same operations as JSON. Operations run on the world's
+event loop; they never block.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+from telethon.tl import types
+from telethon.tl.tlobject import TLObject
+
+from sandbox.backend import RpcError
+from sandbox.faults import Faults, normalize_method
+from sandbox.world import (
+    BoxMessage,
+    ChannelMessage,
+    ChannelRec,
+    Limits,
+    UserRec,
+    World,
+    normalize_phone,
+    tl_from_bytes,
+)
+
+#: Buttons as given to the control API: rows of ``"label"`` (data = label) or
+#: ``{"text": ..., "data": ...}``.
+ButtonsSpec = list[list[str | dict[str, str]]]
+
+
+class Account(msgspec.Struct):
+    """A user or bot account; ``token`` is set for bots only."""
+
+    id: int
+    access_hash: int
+    first_name: str
+    username: str | None
+    phone: str | None
+    bot: bool
+    token: str | None = None
+
+
+class Channel(msgspec.Struct):
+    """A broadcast channel."""
+
+    id: int
+    access_hash: int
+    title: str
+    username: str | None
+    members: list[int]
+    pts: int
+
+
+class Button(msgspec.Struct):
+    """An inline callback button."""
+
+    text: str
+    data: str
+
+
+class Message(msgspec.Struct):
+    """A message as the control API reports it (a box copy or a channel post)."""
+
+    id: int
+    peer_id: int  # the other user of a private chat, or the channel id
+    sender_id: int | None
+    date: int
+    text: str
+    out: bool = False
+    buttons: list[list[Button]] = []
+
+
+def _markup(buttons: ButtonsSpec | None) -> TLObject | None:
+    if not buttons:
+        return None
+    rows = []
+    for row in buttons:
+        cells = []
+        for cell in row:
+            text, data = (cell, cell) if isinstance(cell, str) else (cell["text"], cell["data"])
+            cells.append(
+                types.KeyboardInlineButton(text, types.InlineButtonTypeCallback(data.encode()))
+            )
+        rows.append(types.KeyboardButtonRow(buttons=cells))
+    return types.ReplyInlineMarkup(rows=rows)
+
+
+def _buttons(raw: bytes | None) -> list[list[Button]]:
+    if raw is None:
+        return []
+    markup = tl_from_bytes(raw)
+    return [
+        [
+            Button(
+                text=b.text,
+                data=(getattr(getattr(b, "type", None), "data", None) or b"").decode(
+                    "utf-8", "replace"
+                ),
+            )
+            for b in row.buttons
+        ]
+        for row in getattr(markup, "rows", [])
+    ]
+
+
+def _account(user: UserRec, token: str | None = None) -> Account:
+    return Account(
+        id=user.id,
+        access_hash=user.access_hash,
+        first_name=user.first_name,
+        username=user.username,
+        phone=user.phone,
+        bot=user.bot,
+        token=token,
+    )
+
+
+def _channel(channel: ChannelRec) -> Channel:
+    return Channel(
+        id=channel.id,
+        access_hash=channel.access_hash,
+        title=channel.title,
+        username=channel.username,
+        members=list(channel.members),
+        pts=channel.pts,
+    )
+
+
+def _box(owner: UserRec, msg: BoxMessage) -> Message:
+    return Message(
+        id=msg.id,
+        peer_id=msg.peer_id,
+        sender_id=msg.sender_id,
+        date=msg.date,
+        text=msg.text,
+        out=msg.sender_id == owner.id,
+        buttons=_buttons(msg.reply_markup),
+    )
+
+
+def _post(channel: ChannelRec, msg: ChannelMessage) -> Message:
+    return Message(
+        id=msg.id,
+        peer_id=channel.id,
+        sender_id=msg.author_id,
+        date=msg.date,
+        text=msg.text,
+        buttons=_buttons(msg.reply_markup),
+    )
+
+
+class Control:
+    """Operations on a running sandbox's world.
+
+    Errors are raised as :class:`~sandbox.backend.RpcError` with Telegram's names
+    (``USER_ID_INVALID``, ``CHANNEL_INVALID``, ``USERNAME_OCCUPIED``, ...).
+    """
+
+    #: The operations :mod:`sandbox.http` exposes, by name.
+    OPERATIONS = (
+        "create_user",
+        "create_bot",
+        "create_channel",
+        "add_member",
+        "remove_member",
+        "post",
+        "send_message",
+        "last_login_code",
+        "inbox",
+        "outbox",
+        "history",
+        "account",
+        "channel",
+        "online",
+        "calls",
+        "flood",
+        "drop",
+        "delay",
+        "clear_faults",
+        "forget_auth_keys",
+        "set_limits",
+    )
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    @property
+    def faults(self) -> Faults:
+        """The world's fault set."""
+        return self.world.faults
+
+    # -------------------------------------------------------------- accounts & channels
+
+    def create_user(
+        self, phone: str, first_name: str, last_name: str = "", username: str | None = None
+    ) -> Account:
+        """Register a user; log in with its phone and the code from ``last_login_code``."""
+        return _account(self.world.create_user(phone, first_name, last_name, username))
+
+    def create_bot(self, username: str, first_name: str | None = None) -> Account:
+        """Create a bot (username must end in "bot"); ``token`` logs it in."""
+        bot, token = self.world.create_bot(username, first_name or username)
+        return _account(bot, token)
+
+    def create_channel(
+        self, title: str, username: str | None = None, creator_id: int | None = None
+    ) -> Channel:
+        """Create a broadcast channel (public when it has a username)."""
+        return _channel(self.world.create_channel(title, username, creator_id))
+
+    def add_member(self, channel_id: int, user_id: int, admin: bool = False) -> Channel:
+        """Add a member (the only way into a private channel); ``admin`` lets it post."""
+        channel = self.world.channel(channel_id)
+        self.world.add_member(channel, user_id, admin)
+        return _channel(channel)
+
+    def remove_member(self, channel_id: int, user_id: int) -> Channel:
+        """Remove a member. Raises USER_NOT_PARTICIPANT."""
+        channel = self.world.channel(channel_id)
+        self.world.remove_member(channel, user_id)
+        return _channel(channel)
+
+    def account(self, ref: int | str) -> Account:
+        """An account by id or username. Raises USER_ID_INVALID / USERNAME_NOT_OCCUPIED."""
+        return _account(self._user(ref))
+
+    def channel(self, ref: int | str) -> Channel:
+        """A channel by id or username. Raises CHANNEL_INVALID / USERNAME_NOT_OCCUPIED."""
+        return _channel(self._channel(ref))
+
+    def _user(self, ref: int | str) -> UserRec:
+        if isinstance(ref, int):
+            return self.world.user(ref)
+        found = self.world.by_username(ref)
+        if found is None or found[0] != "user":
+            raise RpcError(400, "USERNAME_NOT_OCCUPIED")
+        return self.world.user(found[1])
+
+    def _channel(self, ref: int | str) -> ChannelRec:
+        if isinstance(ref, int):
+            return self.world.channel(ref)
+        found = self.world.by_username(ref)
+        if found is None or found[0] != "channel":
+            raise RpcError(400, "USERNAME_NOT_OCCUPIED")
+        return self.world.channel(found[1])
+
+    # -------------------------------------------------------------- messages
+
+    def post(self, channel: int | str, text: str, buttons: ButtonsSpec | None = None) -> Message:
+        """Post in a channel as its admin; every connected member gets it live."""
+        rec = self._channel(channel)
+        return _post(rec, self.world.post(rec, text, reply_markup=_markup(buttons)))
+
+    def send_message(
+        self,
+        sender: int | str,
+        to: int | str,
+        text: str,
+        buttons: ButtonsSpec | None = None,
+    ) -> Message:
+        """Send a private message as ``sender`` (a user, or a bot with inline ``buttons``).
+
+        Returns the sender's copy. Raises USER_IS_BOT for bot-to-bot.
+        """
+        src, dst = self._user(sender), self._user(to)
+        if src.bot and dst.bot:
+            raise RpcError(400, "USER_IS_BOT")
+        markup = _markup(buttons) if src.bot else None
+        return _box(src, self.world.send_private(src, dst, text, reply_markup=markup))
+
+    def inbox(self, account: int | str, peer: int | str | None = None) -> list[Message]:
+        """The messages an account received (from ``peer`` only, if given), oldest first."""
+        owner = self._user(account)
+        peer_id = self._user(peer).id if peer is not None else None
+        return [
+            _box(owner, m)
+            for m in owner.box
+            if m.sender_id != owner.id and (peer_id is None or m.peer_id == peer_id)
+        ]
+
+    def outbox(self, account: int | str, peer: int | str | None = None) -> list[Message]:
+        """The messages an account sent in private chats (to ``peer`` only, if given)."""
+        owner = self._user(account)
+        peer_id = self._user(peer).id if peer is not None else None
+        return [
+            _box(owner, m)
+            for m in owner.box
+            if m.sender_id == owner.id and (peer_id is None or m.peer_id == peer_id)
+        ]
+
+    def history(self, channel: int | str) -> list[Message]:
+        """A channel's posts, oldest first."""
+        rec = self._channel(channel)
+        return [_post(rec, m) for m in rec.messages]
+
+    def last_login_code(self, phone: str) -> str | None:
+        """The code of the last auth.sendCode for this phone, until it is used."""
+        issued = self.world.login_codes.get(normalize_phone(phone))
+        return issued[1] if issued else None
+
+    # -------------------------------------------------------------- observation
+
+    def online(self, account: int | str) -> bool:
+        """Whether any auth key of the account has a connected session receiving updates."""
+        user = self._user(account)
+        return any(self.world.live_session(k) for k in self.world.keys_of(user.id))
+
+    def calls(self, method: str | None = None) -> dict[str, int]:
+        """How often each method (or just ``method``, e.g. "messages.getHistory") ran."""
+        name = normalize_method(method)
+        if name is None:
+            return dict(self.world.calls)
+        return {name: self.world.calls.get(name, 0)}
+
+    # -------------------------------------------------------------- faults
+
+    def flood(
+        self,
+        method: str | None,
+        seconds: int,
+        count: int | None = 1,
+        duration: float | None = None,
+        user_id: int | None = None,
+    ) -> int:
+        """Answer ``FLOOD_WAIT_<seconds>`` to the next ``count`` calls (or for ``duration`` s)."""
+        return self.faults.add(
+            "flood", method, seconds=seconds, count=count, duration=duration, user_id=user_id
+        )
+
+    def drop(
+        self,
+        method: str | None,
+        when: Literal["before", "after"] = "before",
+        count: int | None = 1,
+        user_id: int | None = None,
+    ) -> int:
+        """Drop the connection before or after the next ``count`` calls execute."""
+        if when not in ("before", "after"):
+            raise ValueError("when must be 'before' or 'after'")
+        kind: Literal["drop_before", "drop_after"] = (
+            "drop_before" if when == "before" else "drop_after"
+        )
+        return self.faults.add(kind, method, count=count, user_id=user_id)
+
+    def delay(
+        self,
+        method: str | None,
+        seconds: float,
+        count: int | None = None,
+        duration: float | None = None,
+        user_id: int | None = None,
+    ) -> int:
+        """Hold the answer to matching calls (every method with None) by ``seconds``."""
+        return self.faults.add(
+            "delay", method, seconds=seconds, count=count, duration=duration, user_id=user_id
+        )
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault."""
+        self.faults.clear()
+
+    def forget_auth_keys(self, account: int | str) -> int:
+        """Forget every auth key of an account (clients then get -404); returns how many."""
+        keys = self.world.keys_of(self._user(account).id)
+        for key_id in keys:
+            self.world.forget_auth_key(key_id)
+        return len(keys)
+
+    def set_limits(self, **limits: float) -> Limits:
+        """Change difference paging / too-long thresholds and timeouts; returns all limits."""
+        self.world.limits = msgspec.structs.replace(self.world.limits, **limits)
+        return self.world.limits

@@ -1,0 +1,152 @@
+"""Fault injection for the sandbox: flood waits, dropped connections, delays.
+
+A fault matches a method (by its TL name, ``"messages.getHistory"``, or every method
+with ``None``) and optionally one account, and lasts for a number of calls, for a time
+window, or both (whichever ends first). :meth:`Faults.before` runs before a query's
+handler, :meth:`Faults.after` after it; the world calls both.
+
+Forgetting an auth key is not a fault of a call but of the world's state; see
+:meth:`sandbox.world.World.forget_auth_key`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from telethon.tl.tlobject import TLObject
+
+from sandbox.backend import DropConnection, RpcError
+
+FaultKind = Literal["flood", "drop_before", "drop_after", "delay"]
+
+
+def method_name(request_type: type[TLObject]) -> str:
+    """The TL name of a Telethon request class: ``GetHistoryRequest`` -> ``messages.getHistory``."""
+    namespace = request_type.__module__.rsplit(".", 1)[-1]
+    base = request_type.__name__.removesuffix("Request")
+    name = base[:1].lower() + base[1:]
+    return name if namespace == "functions" else f"{namespace}.{name}"
+
+
+def normalize_method(method: str | type[TLObject] | None) -> str | None:
+    """Accept a request class, ``"messages.getHistory"`` or ``"messages.GetHistoryRequest"``."""
+    if method is None or (isinstance(method, str) and method in ("", "*")):
+        return None
+    if isinstance(method, type):
+        return method_name(method)
+    namespace, _, base = method.rpartition(".")
+    base = base.removesuffix("Request")
+    base = base[:1].lower() + base[1:]
+    return f"{namespace}.{base}" if namespace else base
+
+
+@dataclass
+class Fault:
+    """One injected fault; ``remaining`` None means unlimited within the window."""
+
+    id: int
+    kind: FaultKind
+    method: str | None
+    user_id: int | None
+    seconds: float
+    remaining: int | None
+    until: float | None  # time.monotonic() deadline
+
+    def matches(self, method: str, user_id: int | None) -> bool:
+        if self.until is not None and time.monotonic() >= self.until:
+            return False
+        if self.remaining is not None and self.remaining <= 0:
+            return False
+        if self.method is not None and self.method != method:
+            return False
+        return self.user_id is None or self.user_id == user_id
+
+    def consume(self) -> None:
+        if self.remaining is not None:
+            self.remaining -= 1
+
+
+class Faults:
+    """The set of active faults. Safe to use from the world's event loop only."""
+
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+        self._ids = itertools.count(1)
+
+    def add(
+        self,
+        kind: FaultKind,
+        method: str | type[TLObject] | None,
+        *,
+        seconds: float = 0.0,
+        count: int | None = 1,
+        duration: float | None = None,
+        user_id: int | None = None,
+    ) -> int:
+        """Add a fault; returns its id. ``count=None`` and ``duration=None`` is forever."""
+        if kind not in ("flood", "drop_before", "drop_after", "delay"):
+            raise ValueError(f"unknown fault kind {kind!r}")
+        fault = Fault(
+            id=next(self._ids),
+            kind=kind,
+            method=normalize_method(method),
+            user_id=user_id,
+            seconds=seconds,
+            remaining=count,
+            until=time.monotonic() + duration if duration is not None else None,
+        )
+        self._faults.append(fault)
+        return fault.id
+
+    def remove(self, fault_id: int) -> bool:
+        """Remove one fault; False if it was not active."""
+        before = len(self._faults)
+        self._faults = [f for f in self._faults if f.id != fault_id]
+        return len(self._faults) != before
+
+    def clear(self) -> None:
+        """Remove every fault."""
+        self._faults.clear()
+
+    def active(self) -> list[Fault]:
+        """The faults that can still fire."""
+        self._faults = [
+            f
+            for f in self._faults
+            if (f.remaining is None or f.remaining > 0)
+            and (f.until is None or time.monotonic() < f.until)
+        ]
+        return list(self._faults)
+
+    def _take(self, kind: FaultKind, method: str, user_id: int | None) -> Fault | None:
+        for fault in self._faults:
+            if fault.kind == kind and fault.matches(method, user_id):
+                fault.consume()
+                return fault
+        return None
+
+    async def before(self, method: str, user_id: int | None) -> None:
+        """Apply faults due before a query executes.
+
+        Sleeps for a matching delay, then raises DropConnection (``drop_before``) or
+        RpcError 420 ``FLOOD_WAIT_<seconds>`` (``flood``).
+        """
+        if not self._faults:
+            return
+        delay = self._take("delay", method, user_id)
+        if delay is not None:
+            await asyncio.sleep(delay.seconds)
+        if self._take("drop_before", method, user_id) is not None:
+            raise DropConnection()
+        flood = self._take("flood", method, user_id)
+        if flood is not None:
+            raise RpcError(420, f"FLOOD_WAIT_{round(flood.seconds)}")
+
+    def after(self, method: str, user_id: int | None) -> None:
+        """Apply faults due after a query executed: raises DropConnection (``drop_after``)."""
+        if self._faults and self._take("drop_after", method, user_id) is not None:
+            raise DropConnection()

@@ -1,0 +1,701 @@
+"""The sandbox's in-memory Telegram world: accounts, channels, messages, update state.
+
+:class:`World` implements :class:`sandbox.backend.Backend`. It owns every piece of state
+the MTProto core does not: auth keys and what they are logged in as, users and bots,
+broadcast channels with their members, messages and the ``pts`` counters that order them,
+and the live sessions updates are pushed to.
+
+Like real Telegram, a private chat is stored twice, once in each participant's message box,
+with ids and ``pts`` counted per box; a channel has its own ids and ``pts``. ``seq`` is
+always 0: the sandbox only sends ``pts``-ordered updates plus a few that need no ordering
+(callback queries, login tokens), which is what real servers send as ``seq = 0`` too.
+
+Everything runs on the event loop that runs the core; nothing here is thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from bisect import bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+import structlog
+from telethon.extensions import BinaryReader
+from telethon.tl import types
+from telethon.tl.tlobject import TLObject, TLRequest
+
+from sandbox.backend import ClientSession, RpcError
+from sandbox.faults import Faults, method_name
+
+log = structlog.get_logger(__name__)
+
+#: The data center every sandbox client lives in.
+DC_ID = 2
+#: Where ids start; far from each other so a peer id never looks like another kind.
+FIRST_USER_ID = 100_000_001
+FIRST_CHANNEL_ID = 1_000_000_001
+#: Telegram's service account, the sender of login codes.
+SERVICE_USER_ID = 777000
+
+
+def now() -> int:
+    """The current unix time, the unit of every date in the world."""
+    return int(time.time())
+
+
+def timestamp(value: datetime | int | None) -> int:
+    """A TL date as unix time (0 for None); parsed requests carry datetimes."""
+    if value is None:
+        return 0
+    return int(value.timestamp()) if isinstance(value, datetime) else int(value)
+
+
+def _access_hash() -> int:
+    return secrets.randbits(62) + 1
+
+
+class BoxMessage(msgspec.Struct):
+    """One message in one account's private message box."""
+
+    id: int
+    pts: int
+    peer_id: int  # the other side of the private chat
+    sender_id: int
+    date: int
+    text: str
+    entities: list[bytes] = []
+    reply_markup: bytes | None = None
+    remote_id: int = 0  # the id of the same message in the other side's box
+
+
+class ChannelMessage(msgspec.Struct):
+    """One post in a broadcast channel."""
+
+    id: int
+    pts: int
+    date: int
+    text: str
+    author_id: int | None = None  # None: posted through the control API
+    entities: list[bytes] = []
+    reply_markup: bytes | None = None
+
+
+class UserRec(msgspec.Struct):
+    """A user or bot account and its private message box."""
+
+    id: int
+    access_hash: int
+    first_name: str
+    last_name: str = ""
+    username: str | None = None
+    phone: str | None = None
+    bot: bool = False
+    bot_secret: str | None = None
+    pts: int = 0
+    qts: int = 0
+    date: int = 0
+    last_msg_id: int = 0
+    box: list[BoxMessage] = []
+
+
+class ChannelRec(msgspec.Struct):
+    """A broadcast channel."""
+
+    id: int
+    access_hash: int
+    title: str
+    date: int
+    username: str | None = None
+    creator_id: int | None = None
+    admins: list[int] = []
+    members: list[int] = []
+    pts: int = 0
+    last_msg_id: int = 0
+    messages: list[ChannelMessage] = []
+
+
+class AuthKeyRec(msgspec.Struct):
+    """An auth key the core created, and the account it is logged in as (if any)."""
+
+    key_id: int
+    key: bytes
+    user_id: int | None = None
+    created: int = 0
+
+
+class WorldState(msgspec.Struct):
+    """Everything that is saved to disk."""
+
+    next_user_id: int = FIRST_USER_ID
+    next_channel_id: int = FIRST_CHANNEL_ID
+    users: dict[int, UserRec] = {}
+    channels: dict[int, ChannelRec] = {}
+    auth_keys: dict[int, AuthKeyRec] = {}
+
+
+class Limits(msgspec.Struct):
+    """Knobs that shape how much history a difference returns (tests lower them)."""
+
+    difference_slice: int = 100
+    difference_too_long: int = 1000
+    channel_difference_too_long: int = 1000
+    callback_timeout: float = 10.0
+    login_token_ttl: int = 30
+
+
+@dataclass
+class LoginToken:
+    """A QR login token exported by a waiting (not yet logged in) auth key."""
+
+    token: bytes
+    key_id: int
+    expires: int
+    user_id: int | None = None  # set when another session accepted it
+
+
+def normalize_phone(phone: str) -> str:
+    """Digits only, the way Telegram compares phone numbers."""
+    return "".join(ch for ch in phone if ch.isdigit())
+
+
+def tl_from_bytes(data: bytes) -> TLObject:
+    """Parse one serialised TL object (how message entities and markups are stored)."""
+    with BinaryReader(data) as reader:
+        return reader.tgread_object()
+
+
+class World:
+    """The sandbox's world; the :class:`~sandbox.backend.Backend` the core talks to.
+
+    Guarantees: every mutation that matters across a restart (auth keys, logins, accounts,
+    channels, messages) is written to ``path`` (when given) before the call that made it
+    returns; auth keys and logins are written synchronously, so a client is never told a
+    key exists that a crash could forget.
+    """
+
+    def __init__(self, path: Path | None = None, faults: Faults | None = None) -> None:
+        self.path = path
+        self.faults = faults or Faults()
+        self.limits = Limits()
+        self.state = WorldState()
+        if path is not None and path.exists():
+            self.state = msgspec.json.decode(path.read_bytes(), type=WorldState)
+        self.host = "127.0.0.1"
+        self.port = 0
+        # Live sessions per auth key, oldest first; updates go to the newest.
+        self.sessions: dict[int, list[ClientSession]] = {}
+        # phone -> (phone_code_hash, code)
+        self.login_codes: dict[str, tuple[str, str]] = {}
+        # (user_id, random_id) -> the first sendMessage result
+        self.sent: dict[tuple[int, int], TLObject] = {}
+        # QR login tokens by token bytes
+        self.login_tokens: dict[bytes, LoginToken] = {}
+        # callback query id -> the future the pressing user's call waits on
+        self.callback_queries: dict[int, asyncio.Future[TLObject]] = {}
+        # callback query id -> the bot that must answer it
+        self.callback_owners: dict[int, int] = {}
+        # method name -> how many times it was invoked
+        self.calls: dict[str, int] = {}
+        self._dispatch: dict[type, object] | None = None
+        self._by_username: dict[str, tuple[str, int]] = {}
+        self._reindex()
+
+    # ------------------------------------------------------------------ persistence
+
+    def _reindex(self) -> None:
+        self._by_username = {}
+        for user in self.state.users.values():
+            if user.username:
+                self._by_username[user.username.lower()] = ("user", user.id)
+        for channel in self.state.channels.values():
+            if channel.username:
+                self._by_username[channel.username.lower()] = ("channel", channel.id)
+
+    def save(self) -> None:
+        """Write the world to ``path`` atomically (no-op without a path).
+
+        The file holds auth keys, so it is created with mode 0600.
+        """
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(msgspec.json.encode(self.state))
+        os.replace(tmp, self.path)
+
+    # ------------------------------------------------------------------ Backend
+
+    def auth_key(self, key_id: int) -> bytes | None:
+        rec = self.state.auth_keys.get(key_id)
+        return rec.key if rec else None
+
+    def add_auth_key(self, key_id: int, key: bytes) -> None:
+        self.state.auth_keys[key_id] = AuthKeyRec(key_id=key_id, key=key, created=now())
+        self.save()
+
+    def session_started(self, session: ClientSession) -> None:
+        self.sessions.setdefault(session.auth_key_id, []).append(session)
+
+    def session_ended(self, session: ClientSession) -> None:
+        live = self.sessions.get(session.auth_key_id, [])
+        if session in live:
+            live.remove(session)
+        if not live:
+            self.sessions.pop(session.auth_key_id, None)
+
+    async def invoke(self, session: ClientSession, query: TLRequest) -> TLObject:
+        """Run one query through faults and its handler.
+
+        Raises RpcError (a Telegram error, including ``METHOD_NOT_IMPLEMENTED`` for methods
+        the sandbox lacks and 401 ``AUTH_KEY_UNREGISTERED`` before login) and
+        DropConnection (injected faults).
+        """
+        from sandbox.methods import Call, dispatch_table
+
+        if self._dispatch is None:
+            self._dispatch = dispatch_table()
+        name = method_name(type(query))
+        self.calls[name] = self.calls.get(name, 0) + 1
+        key = self.state.auth_keys.get(session.auth_key_id)
+        if key is None:
+            raise RpcError(401, "AUTH_KEY_UNREGISTERED")
+        user = self.state.users.get(key.user_id) if key.user_id is not None else None
+        await self.faults.before(name, user.id if user else None)
+        method = self._dispatch.get(type(query))
+        if method is None:
+            raise RpcError(400, "METHOD_NOT_IMPLEMENTED")
+        result = await method.run(Call(self, session, key, user), query)  # type: ignore[attr-defined]
+        self.faults.after(name, user.id if user else None)
+        return result
+
+    # ------------------------------------------------------------------ sessions & pushes
+
+    def live_session(self, key_id: int) -> ClientSession | None:
+        """The newest session of an auth key that receives updates, if one is connected."""
+        for session in reversed(self.sessions.get(key_id, [])):
+            if session.receives_updates:
+                return session
+        return None
+
+    def keys_of(self, user_id: int) -> list[int]:
+        """The ids of every auth key logged in as this account."""
+        return [k.key_id for k in self.state.auth_keys.values() if k.user_id == user_id]
+
+    def push_to_key(self, key_id: int, updates: TLObject) -> bool:
+        """Push to the newest live session of one auth key; False if none is connected."""
+        session = self.live_session(key_id)
+        if session is None:
+            return False
+        session.push(updates)
+        return True
+
+    def push_to_user(self, user_id: int, updates: TLObject, *, skip_key: int | None = None) -> None:
+        """Push to every auth key logged in as ``user_id`` (except ``skip_key``)."""
+        for key_id in self.keys_of(user_id):
+            if key_id != skip_key:
+                self.push_to_key(key_id, updates)
+
+    def forget_auth_key(self, key_id: int) -> None:
+        """Drop an auth key as if the server lost it: the core answers -404 from now on."""
+        self.state.auth_keys.pop(key_id, None)
+        for session in self.sessions.pop(key_id, []):
+            session.close()
+        self.save()
+
+    # ------------------------------------------------------------------ lookups
+
+    def user(self, user_id: int) -> UserRec:
+        """The account with this id; raises RpcError 400 USER_ID_INVALID."""
+        user = self.state.users.get(user_id)
+        if user is None:
+            raise RpcError(400, "USER_ID_INVALID")
+        return user
+
+    def channel(self, channel_id: int) -> ChannelRec:
+        """The channel with this id; raises RpcError 400 CHANNEL_INVALID."""
+        channel = self.state.channels.get(channel_id)
+        if channel is None:
+            raise RpcError(400, "CHANNEL_INVALID")
+        return channel
+
+    def by_username(self, username: str) -> tuple[str, int] | None:
+        """``("user" | "channel", id)`` for a public username (case-insensitive)."""
+        return self._by_username.get(username.lstrip("@").lower())
+
+    def user_by_phone(self, phone: str) -> UserRec | None:
+        """The account registered with this phone number, if any."""
+        digits = normalize_phone(phone)
+        for user in self.state.users.values():
+            if user.phone == digits:
+                return user
+        return None
+
+    def _claim_username(self, username: str | None, kind: str, peer_id: int) -> None:
+        if not username:
+            return
+        if self.by_username(username) is not None:
+            raise RpcError(400, "USERNAME_OCCUPIED")
+        self._by_username[username.lower()] = (kind, peer_id)
+
+    # ------------------------------------------------------------------ accounts
+
+    def create_user(
+        self,
+        phone: str,
+        first_name: str,
+        last_name: str = "",
+        username: str | None = None,
+    ) -> UserRec:
+        """Register a user account. Raises RpcError PHONE_NUMBER_OCCUPIED / USERNAME_OCCUPIED."""
+        digits = normalize_phone(phone)
+        if not digits:
+            raise RpcError(400, "PHONE_NUMBER_INVALID")
+        if self.user_by_phone(digits) is not None:
+            raise RpcError(400, "PHONE_NUMBER_OCCUPIED")
+        user_id = self._next_user_id()
+        self._claim_username(username, "user", user_id)
+        user = UserRec(
+            id=user_id,
+            access_hash=_access_hash(),
+            first_name=first_name,
+            last_name=last_name,
+            username=username,
+            phone=digits,
+            date=now(),
+        )
+        self.state.users[user.id] = user
+        self.save()
+        return user
+
+    def create_bot(self, username: str, first_name: str) -> tuple[UserRec, str]:
+        """Create a bot account; returns it and its token ``"<bot_id>:<secret>"``."""
+        if not username.lower().endswith("bot"):
+            raise RpcError(400, "BOT_USERNAME_INVALID")
+        user_id = self._next_user_id()
+        self._claim_username(username, "user", user_id)
+        bot = UserRec(
+            id=user_id,
+            access_hash=_access_hash(),
+            first_name=first_name,
+            username=username,
+            bot=True,
+            bot_secret=secrets.token_urlsafe(24),
+            date=now(),
+        )
+        self.state.users[bot.id] = bot
+        self.save()
+        return bot, f"{bot.id}:{bot.bot_secret}"
+
+    def bot_by_token(self, token: str) -> UserRec:
+        """The bot a token belongs to; raises RpcError 400 ACCESS_TOKEN_INVALID."""
+        bot_id, _, secret = token.partition(":")
+        user = self.state.users.get(int(bot_id)) if bot_id.isdigit() else None
+        if (
+            user is None
+            or not user.bot
+            or not secrets.compare_digest(user.bot_secret or "", secret)
+        ):
+            raise RpcError(400, "ACCESS_TOKEN_INVALID")
+        return user
+
+    def _next_user_id(self) -> int:
+        user_id = self.state.next_user_id
+        self.state.next_user_id += 1
+        return user_id
+
+    def bind(self, key: AuthKeyRec, user: UserRec | None) -> None:
+        """Log an auth key in as ``user`` (or out, with None); saved at once."""
+        key.user_id = user.id if user else None
+        self.save()
+
+    # ------------------------------------------------------------------ channels
+
+    def create_channel(
+        self, title: str, username: str | None = None, creator_id: int | None = None
+    ) -> ChannelRec:
+        """Create a broadcast channel; its creator (if any) is a member and an admin."""
+        channel_id = self.state.next_channel_id
+        self._claim_username(username, "channel", channel_id)
+        self.state.next_channel_id += 1
+        members = [creator_id] if creator_id is not None else []
+        channel = ChannelRec(
+            id=channel_id,
+            access_hash=_access_hash(),
+            title=title,
+            date=now(),
+            username=username,
+            creator_id=creator_id,
+            admins=list(members),
+            members=list(members),
+        )
+        self.state.channels[channel.id] = channel
+        self.save()
+        return channel
+
+    def add_member(self, channel: ChannelRec, user_id: int, admin: bool = False) -> None:
+        """Make ``user_id`` a member (and optionally an admin) of the channel."""
+        self.user(user_id)
+        if user_id not in channel.members:
+            channel.members.append(user_id)
+        if admin and user_id not in channel.admins:
+            channel.admins.append(user_id)
+        self.save()
+
+    def remove_member(self, channel: ChannelRec, user_id: int) -> None:
+        """Remove a member; raises RpcError 400 USER_NOT_PARTICIPANT."""
+        if user_id not in channel.members:
+            raise RpcError(400, "USER_NOT_PARTICIPANT")
+        channel.members.remove(user_id)
+        if user_id in channel.admins:
+            channel.admins.remove(user_id)
+        self.save()
+
+    def can_read(self, channel: ChannelRec, user_id: int) -> bool:
+        """Public channels can be read by anyone; private ones only by members."""
+        return channel.username is not None or user_id in channel.members
+
+    def post(
+        self,
+        channel: ChannelRec,
+        text: str,
+        *,
+        author_id: int | None = None,
+        entities: Iterable[TLObject] = (),
+        reply_markup: TLObject | None = None,
+        skip_key: int | None = None,
+    ) -> ChannelMessage:
+        """Publish a post and push it to every member as UpdateNewChannelMessage.
+
+        Raises RpcError 403 CHAT_ADMIN_REQUIRED when ``author_id`` is not an admin.
+        """
+        if author_id is not None and author_id not in channel.admins:
+            raise RpcError(403, "CHAT_ADMIN_REQUIRED")
+        channel.pts += 1
+        channel.last_msg_id += 1
+        msg = ChannelMessage(
+            id=channel.last_msg_id,
+            pts=channel.pts,
+            date=now(),
+            text=text,
+            author_id=author_id,
+            entities=[bytes(e) for e in entities],
+            reply_markup=bytes(reply_markup) if reply_markup is not None else None,
+        )
+        channel.messages.append(msg)
+        self.save()
+        for member_id in channel.members:
+            viewer = self.state.users.get(member_id)
+            if viewer is None:
+                continue
+            update = types.UpdateNewChannelMessage(
+                message=self.channel_message_view(channel, msg, viewer.id), pts=msg.pts, pts_count=1
+            )
+            self.push_to_user(
+                viewer.id, self.updates_for(viewer.id, [update], msg.date), skip_key=skip_key
+            )
+        return msg
+
+    def channel_messages(self, channel: ChannelRec) -> list[ChannelMessage]:
+        """The channel's messages, oldest first."""
+        return channel.messages
+
+    # ------------------------------------------------------------------ private messages
+
+    def send_private(
+        self,
+        sender: UserRec,
+        target: UserRec,
+        text: str,
+        *,
+        entities: Iterable[TLObject] = (),
+        reply_markup: TLObject | None = None,
+        skip_key: int | None = None,
+    ) -> BoxMessage:
+        """Deliver a private message to both boxes and push it to the target.
+
+        Returns the sender's copy. The target gets UpdateNewMessage with its own id and
+        pts; the sender's other auth keys (not ``skip_key``) get the outgoing copy.
+        """
+        date = now()
+        raw_entities = [bytes(e) for e in entities]
+        markup = bytes(reply_markup) if reply_markup is not None else None
+        out = self._store(sender, target.id, sender.id, date, text, raw_entities, markup)
+        if target.id != sender.id:
+            inbox = self._store(target, sender.id, sender.id, date, text, raw_entities, markup)
+            out.remote_id, inbox.remote_id = inbox.id, out.id
+            update = types.UpdateNewMessage(
+                message=self.box_message_view(target, inbox), pts=inbox.pts, pts_count=1
+            )
+            self.push_to_user(target.id, self.updates_for(target.id, [update], date))
+        self.save()
+        own = types.UpdateNewMessage(
+            message=self.box_message_view(sender, out), pts=out.pts, pts_count=1
+        )
+        self.push_to_user(sender.id, self.updates_for(sender.id, [own], date), skip_key=skip_key)
+        return out
+
+    def _store(
+        self,
+        owner: UserRec,
+        peer_id: int,
+        sender_id: int,
+        date: int,
+        text: str,
+        entities: list[bytes],
+        markup: bytes | None,
+    ) -> BoxMessage:
+        owner.last_msg_id += 1
+        owner.pts += 1
+        owner.date = date
+        msg = BoxMessage(
+            id=owner.last_msg_id,
+            pts=owner.pts,
+            peer_id=peer_id,
+            sender_id=sender_id,
+            date=date,
+            text=text,
+            entities=entities,
+            reply_markup=markup,
+        )
+        owner.box.append(msg)
+        return msg
+
+    def box_message(self, owner: UserRec, msg_id: int) -> BoxMessage | None:
+        """A message of ``owner``'s box by id (ids are ascending, so bisect)."""
+        i = bisect_right(owner.box, msg_id, key=lambda m: m.id) - 1
+        if i >= 0 and owner.box[i].id == msg_id:
+            return owner.box[i]
+        return None
+
+    def channel_message(self, channel: ChannelRec, msg_id: int) -> ChannelMessage | None:
+        """A channel post by id."""
+        i = bisect_right(channel.messages, msg_id, key=lambda m: m.id) - 1
+        if i >= 0 and channel.messages[i].id == msg_id:
+            return channel.messages[i]
+        return None
+
+    def chat_messages(self, owner: UserRec, peer_id: int) -> list[BoxMessage]:
+        """The messages of one private chat in ``owner``'s box, oldest first."""
+        return [m for m in owner.box if m.peer_id == peer_id]
+
+    # ------------------------------------------------------------------ TL views
+
+    def user_view(self, user: UserRec, viewer_id: int | None) -> types.User:
+        """The User object as ``viewer_id`` sees it (phone only for oneself)."""
+        is_self = user.id == viewer_id
+        return types.User(
+            id=user.id,
+            is_self=is_self,
+            bot=user.bot,
+            access_hash=user.access_hash,
+            first_name=user.first_name,
+            last_name=user.last_name or None,
+            username=user.username,
+            phone=user.phone if is_self else None,
+            status=None if user.bot else types.UserStatusRecently(),
+            bot_info_version=1 if user.bot else None,
+            bot_nochats=None,
+        )
+
+    def channel_view(self, channel: ChannelRec, viewer_id: int | None) -> types.Channel:
+        """The Channel object as ``viewer_id`` sees it (left / creator / admin rights)."""
+        admin = viewer_id in channel.admins
+        return types.Channel(
+            id=channel.id,
+            title=channel.title,
+            photo=types.ChatPhotoEmpty(),
+            date=channel.date,
+            creator=viewer_id is not None and viewer_id == channel.creator_id,
+            left=viewer_id not in channel.members,
+            broadcast=True,
+            access_hash=channel.access_hash,
+            username=channel.username,
+            participants_count=len(channel.members),
+            admin_rights=types.ChatAdminRights(post_messages=True, edit_messages=True)
+            if admin
+            else None,
+        )
+
+    def channel_message_view(
+        self, channel: ChannelRec, msg: ChannelMessage, viewer_id: int | None
+    ) -> types.Message:
+        """A channel post as a Message."""
+        return types.Message(
+            id=msg.id,
+            peer_id=types.PeerChannel(channel.id),
+            date=msg.date,
+            message=msg.text,
+            out=msg.author_id is not None and msg.author_id == viewer_id,
+            post=True,
+            entities=[tl_from_bytes(e) for e in msg.entities] or None,
+            reply_markup=tl_from_bytes(msg.reply_markup) if msg.reply_markup else None,
+        )
+
+    def box_message_view(self, owner: UserRec, msg: BoxMessage) -> types.Message:
+        """A private message as its box owner sees it."""
+        return types.Message(
+            id=msg.id,
+            peer_id=types.PeerUser(msg.peer_id),
+            date=msg.date,
+            message=msg.text,
+            out=msg.sender_id == owner.id,
+            from_id=types.PeerUser(msg.sender_id),
+            entities=[tl_from_bytes(e) for e in msg.entities] or None,
+            reply_markup=tl_from_bytes(msg.reply_markup) if msg.reply_markup else None,
+        )
+
+    def users_view(self, ids: Iterable[int | None], viewer_id: int | None) -> list[types.User]:
+        """User objects for the given ids (unknown ids and None skipped, no duplicates)."""
+        seen: dict[int, types.User] = {}
+        for user_id in ids:
+            if user_id is None or user_id in seen:
+                continue
+            user = self.state.users.get(user_id)
+            if user is not None:
+                seen[user_id] = self.user_view(user, viewer_id)
+        return list(seen.values())
+
+    def peers_of(self, messages: Iterable[TLObject]) -> tuple[set[int], set[int]]:
+        """The user ids and channel ids a list of Message objects mentions."""
+        users: set[int] = set()
+        channels: set[int] = set()
+        for m in messages:
+            for peer in (getattr(m, "peer_id", None), getattr(m, "from_id", None)):
+                if isinstance(peer, types.PeerUser):
+                    users.add(peer.user_id)
+                elif isinstance(peer, types.PeerChannel):
+                    channels.add(peer.channel_id)
+        return users, channels
+
+    def entities_for(
+        self, messages: list[TLObject], viewer_id: int, extra_users: Iterable[int] = ()
+    ) -> tuple[list[types.User], list[types.Channel]]:
+        """The users and chats a client needs to make sense of ``messages``."""
+        user_ids, channel_ids = self.peers_of(messages)
+        user_ids.update(extra_users)
+        users = self.users_view(sorted(user_ids), viewer_id)
+        chats = [
+            self.channel_view(self.state.channels[c], viewer_id)
+            for c in sorted(channel_ids)
+            if c in self.state.channels
+        ]
+        return users, chats
+
+    def updates_for(self, viewer_id: int, updates: list[TLObject], date: int) -> types.Updates:
+        """A full Updates with every user and chat the updates mention (seq 0)."""
+        messages = [u.message for u in updates if hasattr(u, "message")]
+        users, chats = self.entities_for(messages, viewer_id, extra_users=[viewer_id])
+        return types.Updates(updates=updates, users=users, chats=chats, date=date, seq=0)
+
+    def state_view(self, user: UserRec) -> types.updates.State:
+        """The account's update state."""
+        return types.updates.State(pts=user.pts, qts=user.qts, date=now(), seq=0, unread_count=0)
