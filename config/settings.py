@@ -51,11 +51,13 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
 class RuntimeSettings(_Section):
     """ZeroMQ endpoints and limits of the broker, nodes and actors."""
 
-    broker_endpoint: str = "inproc://switchboard/broker"
+    # Loopback by default: the one-process system is reachable by `run.py status` and
+    # clients on this host only. Nodes in the broker's own process use inproc anyway.
+    broker_endpoint: str = "tcp://127.0.0.1:7750"
     # Publishers connect here; the broker's XSUB socket binds it.
-    events_in_endpoint: str = "inproc://switchboard/events-in"
+    events_in_endpoint: str = "tcp://127.0.0.1:7751"
     # Subscribers connect here; the broker's XPUB socket binds it.
-    events_out_endpoint: str = "inproc://switchboard/events-out"
+    events_out_endpoint: str = "tcp://127.0.0.1:7752"
     max_frame_bytes: PositiveInt = 1_048_576
     heartbeat_interval_s: PositiveFloat = 1.0
     heartbeat_liveness: PositiveInt = 3

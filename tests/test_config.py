@@ -46,7 +46,7 @@ def test_defaults_without_file() -> None:
     settings = load_settings(None, {})
     assert settings == Settings()
     assert settings.runtime.max_frame_bytes == 1_048_576
-    assert settings.runtime.events_in_endpoint == "inproc://switchboard/events-in"
+    assert settings.runtime.events_in_endpoint == "tcp://127.0.0.1:7751"
     assert settings.supervision.max_restarts == 5
     assert settings.api.host == "127.0.0.1"
     assert settings.accounts == {}

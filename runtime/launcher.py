@@ -1,0 +1,131 @@
+"""From settings to running parts: the broker, a node and its actors, for each role.
+
+``run.py`` is the command line over this module; tests and embedding programs use it to
+start the same parts the same way.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Mapping
+
+import structlog
+
+from actors.echo import EchoActor
+from config import Settings
+from runtime.actor import ActorFactory
+from runtime.broker import Broker, BrokerOptions
+from runtime.node import Node, NodeOptions
+from runtime.supervisor import RestartPolicy
+
+log = structlog.get_logger("launcher")
+
+# The actor kinds a node can host by name (``--actors echo``).
+BUILTIN_ACTORS: Mapping[str, ActorFactory] = {"echo": EchoActor}
+
+# In one process, nodes reach the broker over inproc (same ZeroMQ context, no syscalls);
+# the configured endpoints stay bound for outside clients and ``run.py status``.
+LOCAL_BROKER = "inproc://switchboard/local-broker"
+LOCAL_EVENTS_IN = "inproc://switchboard/local-events-in"
+
+
+def broker_options(settings: Settings, *, local: bool = False) -> BrokerOptions:
+    """The broker's options; with ``local`` it also binds the in-process endpoints."""
+    rt = settings.runtime
+    endpoints = [rt.broker_endpoint]
+    events_in = [rt.events_in_endpoint]
+    if local:
+        endpoints += [e for e in [LOCAL_BROKER] if e != rt.broker_endpoint]
+        events_in += [e for e in [LOCAL_EVENTS_IN] if e != rt.events_in_endpoint]
+    return BrokerOptions(
+        endpoints=endpoints,
+        events_in=events_in,
+        events_out=[rt.events_out_endpoint],
+        heartbeat_interval_s=rt.heartbeat_interval_s,
+        heartbeat_liveness=rt.heartbeat_liveness,
+        max_frame_bytes=rt.max_frame_bytes,
+    )
+
+
+def node_options(settings: Settings, *, local: bool = False, standby: bool = False) -> NodeOptions:
+    """The node's options; with ``local`` it reaches an in-process broker over inproc."""
+    rt = settings.runtime
+    sv = settings.supervision
+    return NodeOptions(
+        broker=LOCAL_BROKER if local else rt.broker_endpoint,
+        events_in=LOCAL_EVENTS_IN if local else rt.events_in_endpoint,
+        heartbeat_interval_s=rt.heartbeat_interval_s,
+        heartbeat_liveness=rt.heartbeat_liveness,
+        mailbox_size=rt.mailbox_size,
+        request_timeout_s=rt.request_timeout_s,
+        max_frame_bytes=rt.max_frame_bytes,
+        restart_policy=RestartPolicy(
+            max_restarts=sv.max_restarts,
+            within_s=sv.within_s,
+            backoff_initial_s=sv.backoff_initial_s,
+            backoff_max_s=max(sv.backoff_max_s, sv.backoff_initial_s),
+        ),
+        standby=standby,
+    )
+
+
+def parse_actor_specs(specs: list[str]) -> dict[str, ActorFactory]:
+    """``["echo", "echo=echo:2"]`` -> {address: factory}.
+
+    Raises ValueError naming an unknown actor kind and the known ones.
+    """
+    hosted: dict[str, ActorFactory] = {}
+    for spec in specs:
+        kind, _, address = spec.partition("=")
+        factory = BUILTIN_ACTORS.get(kind)
+        if factory is None:
+            known = ", ".join(sorted(BUILTIN_ACTORS))
+            raise ValueError(f"unknown actor kind {kind!r} (known: {known})")
+        hosted[address or kind] = factory
+    return hosted
+
+
+def wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    previous: dict[int, Callable[..., object] | int | None] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def start_broker(settings: Settings, *, local: bool = False) -> Broker:
+    """A started broker (raises zmq.ZMQError if an endpoint is taken)."""
+    broker = Broker(broker_options(settings, local=local))
+    broker.start()
+    return broker
+
+
+def start_node(
+    settings: Settings,
+    actors: Mapping[str, ActorFactory],
+    *,
+    node_id: str | None = None,
+    local: bool = False,
+    standby: bool = False,
+) -> Node:
+    """A started node hosting ``actors``.
+
+    Raises :class:`runtime.errors.AddressTakenError` naming the owner when an address is
+    owned elsewhere (unless ``standby``), TimeoutError when no broker answers.
+    """
+    node = Node(node_options(settings, local=local, standby=standby), node_id=node_id)
+    for address, factory in actors.items():
+        node.add(address, factory)
+    try:
+        node.start()
+    except BaseException:
+        node.stop()
+        raise
+    return node
