@@ -121,7 +121,9 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
         try:
             status = client.request("broker", GetStatus(), timeout=args.timeout)
         except RequestError as exc:
-            print(f"error: no status from {settings.runtime.broker_endpoint}: {exc}", file=sys.stderr)
+            print(
+                f"error: no status from {settings.runtime.broker_endpoint}: {exc}", file=sys.stderr
+            )
             return 1
     assert isinstance(status, Status)
     if args.json:

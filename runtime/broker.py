@@ -435,4 +435,3 @@ def _run_proxy(context: zmq.Context, xsub: zmq.Socket, xpub: zmq.Socket, control
         xsub.close(linger=0)
         xpub.close(linger=0)
         ctl.close(linger=0)
-

@@ -346,16 +346,20 @@ class Node:
             return
         mailbox = self._mailboxes.get(envelope.target)
         if mailbox is None:
-            self._refuse(envelope, errors.NoSuchAddress(
-                address=envelope.target,
-                message=f"{envelope.target} is not hosted by node {self.node_id}",
-            ))
+            self._refuse(
+                envelope,
+                errors.NoSuchAddress(
+                    address=envelope.target,
+                    message=f"{envelope.target} is not hosted by node {self.node_id}",
+                ),
+            )
         elif envelope.expired():
             self._refuse(envelope, errors.Timeout(message="deadline passed before delivery"))
         elif mailbox.depth >= mailbox.capacity:
-            self._refuse(envelope, errors.Busy(
-                message=f"mailbox of {envelope.target} is full ({mailbox.capacity})"
-            ))
+            self._refuse(
+                envelope,
+                errors.Busy(message=f"mailbox of {envelope.target} is full ({mailbox.capacity})"),
+            )
         elif envelope.id in self._pending:
             self._refuse(envelope, errors.BadRequest(message=f"duplicate request id {envelope.id}"))
         else:
@@ -375,9 +379,12 @@ class Node:
             _, request_id = heapq.heappop(self._deadlines)
             pending = self._pending.pop(request_id, None)
             if pending is not None:
-                self._refuse(pending.envelope, errors.Timeout(
-                    message=f"{pending.envelope.target} did not answer before the deadline"
-                ))
+                self._refuse(
+                    pending.envelope,
+                    errors.Timeout(
+                        message=f"{pending.envelope.target} did not answer before the deadline"
+                    ),
+                )
         while self._outbound_deadlines and self._outbound_deadlines[0][0] <= now:
             _, request_id = heapq.heappop(self._outbound_deadlines)
             with self._outbound_lock:
@@ -420,8 +427,13 @@ class Node:
         if address in self._mailboxes:
             self._retire(address)
         if first:
-            self._log.error("address refused", address=address, owner=owner.node_id,
-                            host=owner.host, pid=owner.pid)
+            self._log.error(
+                "address refused",
+                address=address,
+                owner=owner.node_id,
+                host=owner.host,
+                pid=owner.pid,
+            )
         with self._decided:
             self._decided.notify_all()
 
