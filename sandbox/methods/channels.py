@@ -93,7 +93,7 @@ async def get_messages(
         result.append(
             world.channel_message_view(channel, msg, me.id)
             if msg
-            else types.MessageEmpty(id=wanted.id)
+            else types.MessageEmpty(id=wanted.id, peer_id=types.PeerChannel(channel.id))
         )
     users, chats = world.entities_for(result, me.id)
     if all(c.id != channel.id for c in chats):

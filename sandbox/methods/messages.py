@@ -33,10 +33,10 @@ def _window(
     ``limit``, then keep only ids strictly between ``min_id`` and ``max_id``.
     """
     start = 0
+    stamp = timestamp(offset_date)  # an absent date arrives as the epoch
     if offset_id:
         start = next((i for i, (mid, _) in enumerate(ids_dates) if mid < offset_id), len(ids_dates))
-    elif offset_date:
-        stamp = timestamp(offset_date)
+    elif stamp:
         start = next((i for i, (_, d) in enumerate(ids_dates) if d < stamp), len(ids_dates))
     lo = start + add_offset
     hi = lo + max(0, min(limit, MAX_HISTORY_LIMIT))
@@ -103,7 +103,12 @@ async def get_messages(
         if not isinstance(wanted, types.InputMessageID):
             raise RpcError(400, "MESSAGE_IDS_EMPTY")
         msg = world.box_message(me, wanted.id)
-        result.append(world.box_message_view(me, msg) if msg else types.MessageEmpty(id=wanted.id))
+        result.append(
+            world.box_message_view(me, msg)
+            if msg
+            # Telethon patches MessageEmpty into its custom Message, which needs a peer.
+            else types.MessageEmpty(id=wanted.id, peer_id=types.PeerUser(me.id))
+        )
     users, chats = world.entities_for(result, me.id)
     return types.messages.Messages(messages=result, topics=[], chats=chats, users=users)
 
@@ -203,7 +208,7 @@ async def get_dialogs(
         )
     entries.sort(key=lambda e: (e[0], e[1]), reverse=True)
     total = len(entries)
-    if query.offset_date:
+    if timestamp(query.offset_date):
         cutoff = (timestamp(query.offset_date), query.offset_id)
         entries = [e for e in entries if (e[0], e[1]) < cutoff]
     page = entries[: max(0, min(query.limit or 100, 100))]
