@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import os
 import threading
 from collections.abc import Callable, Coroutine
@@ -107,12 +108,14 @@ class LoopThread:
         if timeout < 0:
             coro.close()
             raise ValueError(f"timeout must be >= 0, got {timeout}")
+        limit = None if math.isinf(timeout) else timeout
         try:
-            future = self.submit(_within(coro, timeout))
+            future = self.submit(_within(coro, limit))
         except RuntimeError:
             coro.close()  # the wrapper was closed unstarted, so nothing else closes it
             raise
-        done, _ = concurrent.futures.wait([future], timeout + cancel_grace)
+        wait_s = None if limit is None else limit + cancel_grace
+        done, _ = concurrent.futures.wait([future], wait_s)
         if not done:
             future.cancel()
             raise TimeoutError(
@@ -177,8 +180,8 @@ class LoopThread:
         return f"LoopThread({self._thread.name!r}, {state})"
 
 
-async def _within(coro: Coroutine[Any, Any, T], timeout: float) -> T:
-    """Await ``coro`` with a timeout that cancels it and waits for it to unwind.
+async def _within(coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
+    """Await ``coro`` with a timeout (None: none) that cancels it and waits for it to unwind.
 
     Raises TimeoutError naming the timeout when it expires; a TimeoutError the coroutine
     raises by itself passes through unchanged.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import threading
 from collections.abc import Iterator
 
@@ -34,6 +35,7 @@ async def forever(started: threading.Event, unwound: threading.Event) -> None:
 
 def test_run_and_submit_return_results(lt: LoopThread) -> None:
     assert lt.run(add(2, 3), timeout=30) == 5
+    assert lt.run(add(2, 2), timeout=math.inf) == 4
     assert lt.submit(add(1, 1)).result(timeout=30) == 2
     assert lt.thread.name == "test-loop" and lt.thread.daemon
 
