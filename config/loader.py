@@ -22,7 +22,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from config.errors import ConfigError, Problem
-from config.secrets import Secret, dec_hook, describe_value
+from config.secrets import Secret, dec_hook, describe_value, redact_text
 from config.settings import Settings, iter_problems
 
 __all__ = ["DEFAULT_CONFIG_FILE", "ENV_PREFIX", "convert_settings", "load_settings"]
@@ -44,7 +44,9 @@ T = TypeVar("T", bound=msgspec.Struct)
 Key = tuple[str, ...]
 
 
-def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
     """Load, override and validate the settings.
 
     ``path`` None means ``./switchboard.toml`` if it exists, else defaults only; ``env`` None
@@ -61,14 +63,16 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     """
     if path is None:
         default = Path(DEFAULT_CONFIG_FILE)
-        path = default if default.is_file() else None
+        file = default if default.is_file() else None
+    else:
+        file = Path(path)
     if env is None:
         env = os.environ
     data: dict[str, Any] = {}
     sources: dict[Key, str] = {}
-    if path is not None:
-        data = _read_toml(path)
-        _record_sources(data, (), str(path), sources)
+    if file is not None:
+        data = _read_toml(file)
+        _record_sources(data, (), str(file), sources)
     overrides, problems = _env_overrides(Settings, env, data)
     for key, value, source in overrides:
         _set_in(data, key, value)
@@ -99,8 +103,9 @@ def _convert(
         result = msgspec.convert(data, cls, dec_hook=dec_hook)
     except msgspec.ValidationError as exc:
         # Only reached for a type _check does not model; msgspec's message names the path
-        # and the expected type but never a value of ours.
-        raise ConfigError([Problem(_source_of((), sources), "", str(exc))]) from None
+        # and the expected type, and is redacted in case it quotes a value.
+        problem = Problem(_source_of((), sources), "", redact_text(str(exc)))
+        raise ConfigError([problem]) from None
     if isinstance(result, Settings):
         for dotted, message in iter_problems(result):
             key = tuple(dotted.split("."))
