@@ -1,0 +1,468 @@
+"""Round trips through the runtime, against raw pyzmq on the same transport, in one run.
+
+What it measures:
+
+* **ours**: a client process (``runtime.client.Client``) sends ``Echo`` requests over tcp
+  loopback to the broker of a one-process system (``python run.py --role all --actors
+  echo``: broker, node and echo actor in one process, node to broker over inproc), and
+  waits for the ``Echoed`` replies. One request = client encode, tcp, broker decode and
+  route, node thread, pykka mailbox, actor thread, inproc PUSH back to the node thread,
+  broker, tcp, client decode.
+* **raw**: the baseline, a DEALER client process and a ROUTER echo server process (plain
+  pyzmq, frames of the same size as ours) doing the same pattern over tcp loopback.
+
+Both at 1 request in flight (send, wait for the reply, repeat) and at 64 in flight (64
+outstanding, a new one sent as each reply arrives). Measurements alternate raw, ours,
+raw, ours... in rounds, because on a small shared machine the speed of hand-offs between
+processes drifts: only the ratios from one run mean anything, not the absolute numbers.
+
+Reported: round trips/s (median of the rounds), p50 and p99 latency (all rounds'
+samples pooled), CPU time per round trip of the server process and of the client
+process, and the resident memory (VmRSS) of the broker+node process after the run. The
+last line printed is one JSON object with these figures; ``ratio_N`` is ours / raw.
+
+    python tests/benchmarks/runtime_rtt.py --quick    # under a minute
+    python tests/benchmarks/runtime_rtt.py            # longer rounds, steadier numbers
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnContext
+from pathlib import Path
+
+import zmq
+
+# Runnable as a plain script from anywhere: the packages under test live at the repo root.
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from protocols.codec import encode_packet, pack_body  # noqa: E402
+from protocols.demo import Echo, Echoed  # noqa: E402
+from protocols.envelope import Envelope, new_id  # noqa: E402
+from runtime.client import Client  # noqa: E402
+from runtime.errors import RequestError  # noqa: E402
+
+TARGET = "echo"
+BODY = Echo(text="ping")
+INFLIGHT = (1, 64)
+# Give up on a reply after this long (a lost reply is a bug, not a slow round trip).
+REPLY_TIMEOUT_S = 10.0
+# How long the system and the client processes may take to come up.
+START_TIMEOUT_S = 30.0
+# Celery with a Redis broker on this machine, from issue 2 (measured outside this script).
+CELERY_REDIS_RT_PER_S = 570.0
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How long to measure: ``rounds`` of each (kind, in-flight) pair, each ``seconds`` long."""
+
+    rounds: int
+    seconds: float
+    warmup_s: float
+
+
+QUICK = Mode(rounds=4, seconds=1.5, warmup_s=0.3)
+FULL = Mode(rounds=6, seconds=5.0, warmup_s=0.5)
+
+
+@dataclass
+class Round:
+    """One measurement by one client process at one in-flight level."""
+
+    latencies_ns: list[int]
+    elapsed_s: float
+    client_cpu_s: float
+    server_cpu_s: float = 0.0
+
+    @property
+    def per_s(self) -> float:
+        return len(self.latencies_ns) / self.elapsed_s
+
+
+# -- the client processes ----------------------------------------------------------------
+
+
+def pipeline(
+    send: Callable[[], Hashable], receive: Callable[[], Hashable], inflight: int, seconds: float
+) -> list[int]:
+    """Keep ``inflight`` requests outstanding for ``seconds``, then drain; latencies in ns.
+
+    ``send`` sends one request and returns its key; ``receive`` waits for one reply and
+    returns the key of the request it answers.
+    """
+    clock = time.perf_counter_ns
+    sent: dict[Hashable, int] = {}
+    latencies: list[int] = []
+    end = clock() + int(seconds * 1e9)
+    for _ in range(inflight):
+        start = clock()
+        sent[send()] = start
+    while sent:
+        key = receive()
+        now = clock()
+        latencies.append(now - sent.pop(key))
+        if now < end:
+            sent[send()] = now
+    return latencies
+
+
+def ours_driver(endpoint: str) -> tuple[Callable[[], Hashable], Callable[[], Hashable]]:
+    """(send, receive) over ``runtime.client.Client``, once the echo actor answers."""
+    client = Client(endpoint)
+    give_up = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            client.request(TARGET, BODY, timeout=1.0)
+            break
+        except RequestError:
+            if time.monotonic() > give_up:
+                raise
+            time.sleep(0.05)
+
+    def send() -> Hashable:
+        return client.send(TARGET, BODY, timeout=REPLY_TIMEOUT_S)
+
+    def receive() -> Hashable:
+        reply = client.receive(REPLY_TIMEOUT_S)
+        if reply is None:
+            raise TimeoutError(f"no reply from {TARGET} within {REPLY_TIMEOUT_S}s")
+        request_id, body = reply
+        if not isinstance(body, Echoed):
+            raise RuntimeError(f"unexpected reply {body!r}")
+        return request_id
+
+    return send, receive
+
+
+def raw_driver(
+    endpoint: str, frame_bytes: int
+) -> tuple[Callable[[], Hashable], Callable[[], Hashable]]:
+    """(send, receive) over a plain DEALER: a sequence number padded to ``frame_bytes``."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, int(REPLY_TIMEOUT_S * 1000))
+    sock.connect(endpoint)
+    padding = bytes(max(0, frame_bytes - 8))
+    numbers = itertools.count()
+
+    def send() -> Hashable:
+        n = next(numbers)
+        sock.send(n.to_bytes(8, "little") + padding)
+        return n
+
+    def receive() -> Hashable:
+        return int.from_bytes(sock.recv()[:8], "little")
+
+    send()
+    receive()
+    return send, receive
+
+
+def client_main(kind: str, endpoint: str, frame_bytes: int, conn: Connection) -> None:
+    """A client process: says ready, then answers each (inflight, seconds) with a Round."""
+    if kind == "ours":
+        send, receive = ours_driver(endpoint)
+    else:
+        send, receive = raw_driver(endpoint, frame_bytes)
+    conn.send("ready")
+    while (command := conn.recv()) is not None:
+        inflight, seconds = command
+        cpu = time.process_time()
+        start = time.perf_counter()
+        latencies = pipeline(send, receive, inflight, seconds)
+        elapsed = time.perf_counter() - start
+        conn.send(Round(latencies, elapsed, time.process_time() - cpu))
+
+
+def raw_server_main(conn: Connection) -> None:
+    """The raw baseline's server: a ROUTER on a free loopback port echoing every message."""
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    conn.send(router.bind_to_random_port("tcp://127.0.0.1"))
+    while True:
+        router.send_multipart(router.recv_multipart())
+
+
+class ClientProcess:
+    """A client process driven over a pipe, one measurement per :meth:`measure`."""
+
+    def __init__(self, mp: SpawnContext, kind: str, endpoint: str, frame_bytes: int) -> None:
+        self.kind = kind
+        self._conn, child = mp.Pipe()
+        self._process = mp.Process(
+            target=client_main,
+            args=(kind, endpoint, frame_bytes, child),
+            name=f"{kind}-client",
+            daemon=True,
+        )
+        self._process.start()
+        child.close()
+        self._expect(START_TIMEOUT_S)
+
+    def measure(self, inflight: int, seconds: float) -> Round:
+        self._conn.send((inflight, seconds))
+        result = self._expect(seconds + REPLY_TIMEOUT_S + 5)
+        assert isinstance(result, Round)
+        return result
+
+    def _expect(self, timeout: float) -> object:
+        try:
+            if self._conn.poll(timeout):
+                return self._conn.recv()
+        except EOFError:
+            pass
+        raise RuntimeError(f"the {self.kind} client process failed (see its output above)")
+
+    def close(self) -> None:
+        with suppress(OSError):
+            self._conn.send(None)
+        self._process.join(5)
+        if self._process.is_alive():
+            self._process.terminate()
+
+
+# -- the server processes ----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def one_process_system(workdir: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``python run.py --role all --actors echo`` on free loopback ports: (process, endpoint).
+
+    Runs in ``workdir`` (so no ``switchboard.toml`` is picked up) with warning-level logs
+    going to ``workdir/system.log``, which is printed if the system exits early.
+    """
+    endpoint, events_in, events_out = (f"tcp://127.0.0.1:{free_port()}" for _ in range(3))
+    env = {
+        **os.environ,
+        "SWITCHBOARD__RUNTIME__BROKER_ENDPOINT": endpoint,
+        "SWITCHBOARD__RUNTIME__EVENTS_IN_ENDPOINT": events_in,
+        "SWITCHBOARD__RUNTIME__EVENTS_OUT_ENDPOINT": events_out,
+        "SWITCHBOARD__LOG__LEVEL": "warning",
+    }
+    log_path = Path(workdir) / "system.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "run.py"), "--role", "all", "--actors", "echo"],
+            cwd=workdir,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process, endpoint
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        elif process.returncode:
+            print(log_path.read_text(errors="replace"), file=sys.stderr)
+
+
+@contextmanager
+def raw_echo_server(mp: SpawnContext) -> Iterator[tuple[int, str]]:
+    """The raw ROUTER echo server process: (pid, endpoint)."""
+    conn, child = mp.Pipe()
+    process = mp.Process(target=raw_server_main, args=(child,), name="raw-server", daemon=True)
+    process.start()
+    child.close()
+    try:
+        if not conn.poll(START_TIMEOUT_S):
+            raise RuntimeError("the raw echo server did not start")
+        assert process.pid is not None
+        yield process.pid, f"tcp://127.0.0.1:{conn.recv()}"
+    finally:
+        process.terminate()
+        process.join(5)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of process ``pid`` in MiB: resident now, and the peak."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+# -- the run -----------------------------------------------------------------------------
+
+
+def request_frame_bytes() -> int:
+    """The size of one of our request frames, so that raw sends frames of the same size."""
+    envelope = Envelope(
+        id=new_id(),
+        sender=f"client:{'0' * 16}",
+        target=TARGET,
+        body=pack_body(BODY),
+        deadline=time.time(),
+    )
+    return len(encode_packet(envelope))
+
+
+def measure_all(mode: Mode) -> tuple[dict[tuple[str, int], list[Round]], tuple[float, float]]:
+    """Run every round: {(kind, inflight): rounds}, and the system's (VmRSS, VmHWM) in MiB."""
+    mp = multiprocessing.get_context("spawn")
+    frame_bytes = request_frame_bytes()
+    results: dict[tuple[str, int], list[Round]] = {
+        (kind, n): [] for kind in ("raw", "ours") for n in INFLIGHT
+    }
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        one_process_system(workdir) as (system, endpoint),
+        raw_echo_server(mp) as (raw_pid, raw_endpoint),
+    ):
+        clients = [
+            (ClientProcess(mp, "raw", raw_endpoint, frame_bytes), raw_pid),
+            (ClientProcess(mp, "ours", endpoint, frame_bytes), system.pid),
+        ]
+        try:
+            for _ in range(mode.rounds):
+                for n in INFLIGHT:
+                    for client, server_pid in clients:
+                        client.measure(n, mode.warmup_s)
+                        cpu = cpu_seconds(server_pid)
+                        sample = client.measure(n, mode.seconds)
+                        sample.server_cpu_s = cpu_seconds(server_pid) - cpu
+                        results[client.kind, n].append(sample)
+        finally:
+            for client, _ in clients:
+                client.close()
+        memory = memory_mb(system.pid)
+    return results, memory
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One (kind, inflight) pair over all its rounds."""
+
+    per_s: float
+    per_s_rounds: list[float]
+    p50_us: float
+    p99_us: float
+    server_cpu_us: float
+    client_cpu_us: float
+
+    @classmethod
+    def of(cls, rounds: list[Round]) -> Summary:
+        latencies = sorted(itertools.chain.from_iterable(r.latencies_ns for r in rounds))
+        count = len(latencies)
+        per_s_rounds = [r.per_s for r in rounds]
+        return cls(
+            per_s=statistics.median(per_s_rounds),
+            per_s_rounds=per_s_rounds,
+            p50_us=latencies[int(0.50 * (count - 1))] / 1000,
+            p99_us=latencies[int(0.99 * (count - 1))] / 1000,
+            server_cpu_us=sum(r.server_cpu_s for r in rounds) / count * 1e6,
+            client_cpu_us=sum(r.client_cpu_s for r in rounds) / count * 1e6,
+        )
+
+
+def report(
+    mode: Mode, results: dict[tuple[str, int], list[Round]], memory: tuple[float, float]
+) -> str:
+    """The readable table followed by the JSON line."""
+    rows = [
+        "Round trips: client process -> broker -> echo actor (node) -> client, tcp loopback;",
+        "raw = pyzmq DEALER -> ROUTER echo process -> DEALER on the same transport.",
+        f"{mode.rounds} rounds x {mode.seconds:g} s per measurement, raw and ours alternating; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
+        "",
+        f"{'':30}{'ours':>12}{'raw':>12}{'ours/raw':>10}",
+    ]
+    figures: dict[str, float | int] = {}
+    for n in INFLIGHT:
+        ours, raw = Summary.of(results["ours", n]), Summary.of(results["raw", n])
+        ratio = ours.per_s / raw.per_s
+        rows += [
+            f"{n} in flight",
+            f"  {'round trips/s':28}{ours.per_s:>12,.0f}{raw.per_s:>12,.0f}{ratio:>10.2f}",
+            f"  {'p50 latency (us)':28}{ours.p50_us:>12.0f}{raw.p50_us:>12.0f}"
+            f"{ours.p50_us / raw.p50_us:>10.2f}",
+            f"  {'p99 latency (us)':28}{ours.p99_us:>12.0f}{raw.p99_us:>12.0f}"
+            f"{ours.p99_us / raw.p99_us:>10.2f}",
+            f"  {'server CPU per rt (us)':28}{ours.server_cpu_us:>12.1f}{raw.server_cpu_us:>12.1f}"
+            f"{ours.server_cpu_us / raw.server_cpu_us:>10.2f}",
+            f"  {'client CPU per rt (us)':28}{ours.client_cpu_us:>12.1f}{raw.client_cpu_us:>12.1f}"
+            f"{ours.client_cpu_us / raw.client_cpu_us:>10.2f}",
+            f"  rounds, ours rt/s: {' '.join(f'{v:,.0f}' for v in ours.per_s_rounds)}",
+            f"  rounds, raw rt/s:  {' '.join(f'{v:,.0f}' for v in raw.per_s_rounds)}",
+        ]
+        figures |= {
+            f"rtt_per_s_{n}": round(ours.per_s),
+            f"p50_us_{n}": round(ours.p50_us, 1),
+            f"p99_us_{n}": round(ours.p99_us, 1),
+            f"raw_per_s_{n}": round(raw.per_s),
+            f"raw_p50_us_{n}": round(raw.p50_us, 1),
+            f"raw_p99_us_{n}": round(raw.p99_us, 1),
+            f"ratio_{n}": round(ratio, 3),
+            f"server_cpu_us_{n}": round(ours.server_cpu_us, 1),
+            f"raw_server_cpu_us_{n}": round(raw.server_cpu_us, 1),
+        }
+    rss, peak = memory
+    figures |= {
+        "rss_mb_node": round(rss, 1),
+        "peak_rss_mb_node": round(peak, 1),
+        "rounds": mode.rounds,
+        "seconds_per_measurement": mode.seconds,
+    }
+    rows += [
+        "",
+        f"broker+node process memory after the run: VmRSS {rss:.1f} MiB (peak {peak:.1f} MiB)",
+        f"vs Celery+Redis reference ({CELERY_REDIS_RT_PER_S:.0f} rt/s, issue 2): "
+        f"{figures['rtt_per_s_1'] / CELERY_REDIS_RT_PER_S:.1f}x at 1 in flight",
+        json.dumps(figures),
+    ]
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short rounds (under a minute)")
+    parser.add_argument("--rounds", type=int, help="rounds per (kind, in-flight) pair")
+    parser.add_argument("--seconds", type=float, help="length of one measurement")
+    args = parser.parse_args(argv)
+    mode = QUICK if args.quick else FULL
+    mode = Mode(
+        rounds=args.rounds or mode.rounds,
+        seconds=args.seconds or mode.seconds,
+        warmup_s=mode.warmup_s,
+    )
+    results, memory = measure_all(mode)
+    print(report(mode, results, memory), flush=True)
+
+
+if __name__ == "__main__":
+    main()
