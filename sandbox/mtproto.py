@@ -247,16 +247,20 @@ def split_container(body: bytes) -> list[Inner] | None:
     return messages
 
 
+def gunzip(body: bytes) -> bytes:
+    """``body`` with any gzip_packed layers removed (raises on corrupt gzip data)."""
+    while constructor_of(body) == GZIP_PACKED_ID:
+        body = GzipPacked.read(BinaryReader(body))
+    return body
+
+
 def read_object(body: bytes) -> TLObject:
     """Parse one TL object with Telethon's reader, unpacking gzip_packed.
 
     Raises telethon.errors.TypeNotFoundError for an unknown constructor and other
-    exceptions (BufferError, struct.error...) for malformed data.
+    exceptions (BufferError, struct.error, zlib errors...) for malformed data.
     """
-    obj = BinaryReader(body).tgread_object()
-    while isinstance(obj, GzipPacked):
-        obj = BinaryReader(obj.data).tgread_object()
-    return obj
+    return BinaryReader(gunzip(body)).tgread_object()
 
 
 def constructor_of(body: bytes) -> int | None:

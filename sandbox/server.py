@@ -331,9 +331,11 @@ class _Connection:
             session.pending_acks.add(item.msg_id)
             self._schedule_acks()
         try:
-            obj = mtproto.read_object(item.body)
+            body = mtproto.gunzip(item.body)
+            obj = mtproto.read_object(body)
         except TypeNotFoundError as exc:
-            top = mtproto.constructor_of(item.body)
+            # An unknown method, or a known one with an unknown constructor inside.
+            top = mtproto.constructor_of(body)
             message = (
                 "INPUT_METHOD_INVALID"
                 if exc.invalid_constructor_id == top
