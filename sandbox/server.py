@@ -273,8 +273,8 @@ class _Connection:
         self._enqueue(None, reply)
 
     async def _use_auth_key(self, key_id: int) -> bool:
-        if key_id == self._auth_key_id:
-            return True
+        # Asked on every packet, not cached: a key the world forgets (a -404 fault) must
+        # stop working at once, even on a connection that is already open.
         key = self._backend.auth_key(key_id)
         if key is None:
             self._log.info("unknown_auth_key", auth_key_id=key_id)
