@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import structlog
@@ -57,6 +58,7 @@ from protocols.errors import Owner
 log = structlog.get_logger("broker")
 
 BROKER_ADDRESS = "broker"
+_PRESUMED_DEAD_KEPT = 1024
 
 
 @dataclass
@@ -97,6 +99,8 @@ class Broker:
         self._zmq = context or zmq.Context.instance()
         self._nodes: dict[bytes, _Node] = {}
         self._grants: dict[str, _Grant] = {}
+        # Nodes expired for silence: if one wakes up, what it sends is fenced, not refused.
+        self._presumed_dead: OrderedDict[bytes, str] = OrderedDict()
         # Epochs start at the start time in ms so that they grow across broker restarts.
         self._next_epoch = int(time.time() * 1000)
         self._started = time.monotonic()
@@ -152,6 +156,8 @@ class Broker:
     def _bind(self) -> tuple[zmq.Socket, zmq.Socket, zmq.Socket]:
         router = self._zmq.socket(zmq.ROUTER)
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # A node that reconnects (new socket, same identity) replaces its old connection.
+        router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         router.setsockopt(zmq.LINGER, 500)
         router.setsockopt(zmq.MAXMSGSIZE, 4 * self.options.max_frame_bytes)
         for endpoint in self.options.endpoints:
@@ -241,6 +247,7 @@ class Broker:
     def _on_ready(self, identity: bytes, ready: Ready) -> None:
         node = self._nodes.get(identity)
         if node is None:
+            self._presumed_dead.pop(identity, None)
             node = _Node(identity, ready.node_id, ready.host, ready.pid, time.monotonic())
             self._nodes[identity] = node
             log.info("node ready", node=node.node_id, host=node.host, pid=node.pid)
@@ -281,8 +288,12 @@ class Broker:
         node.draining[address] = node.addresses.pop(address)
         log.info("address released", address=address, node=node.node_id)
 
-    def _forget(self, node: _Node, why: str) -> None:
+    def _forget(self, node: _Node, why: str, *, presumed_dead: bool = False) -> None:
         self._nodes.pop(node.identity, None)
+        if presumed_dead:
+            self._presumed_dead[node.identity] = node.node_id
+            while len(self._presumed_dead) > _PRESUMED_DEAD_KEPT:
+                self._presumed_dead.popitem(last=False)
         for address in node.addresses:
             self._grants.pop(address, None)
         log.info("node gone", node=node.node_id, why=why, released=sorted(node.addresses))
@@ -291,7 +302,8 @@ class Broker:
         limit = self.options.heartbeat_interval_s * self.options.heartbeat_liveness
         for node in list(self._nodes.values()):
             if now - node.last_seen > limit:
-                self._forget(node, f"silent for {now - node.last_seen:.1f}s")
+                why = f"silent for {now - node.last_seen:.1f}s"
+                self._forget(node, why, presumed_dead=True)
 
     def _route(self, identity: bytes, node: _Node | None, env: Envelope, frame: bytes) -> None:
         if not self._sender_ok(identity, node, env):
@@ -320,6 +332,10 @@ class Broker:
         if env.sender.encode() == identity:
             return True
         grant = self._grants.get(env.sender)
+        if node is None and identity not in self._presumed_dead:
+            message = f"sender {env.sender!r} is not this peer's identity"
+            self._reply(identity, env, errors.BadRequest(message=message))
+            return False
         if grant is not None:
             if grant.node.identity == identity and grant.epoch == env.epoch:
                 return True
@@ -334,15 +350,8 @@ class Broker:
             return False
         if node is not None and node.draining.get(env.sender) == env.epoch:
             return True
-        if node is not None:
-            log.warning("dropped packet for an address not granted", address=env.sender)
-            self._send(identity, Revoked(address=env.sender, epoch=env.epoch))
-            return False
-        self._reply(
-            identity,
-            env,
-            errors.BadRequest(message=f"sender {env.sender!r} is not this peer's identity"),
-        )
+        log.warning("dropped packet for an address not granted", address=env.sender)
+        self._send(identity, Revoked(address=env.sender, epoch=env.epoch))
         return False
 
     def _serve_request(self, identity: bytes, env: Envelope) -> None:

@@ -57,12 +57,13 @@ class Mailbox:
     def info(self) -> ActorInfo:
         """This actor as status shows it."""
         s = self.supervision
+        failed = s.state is ActorState.FAILED
         return ActorInfo(
             address=self.address,
             state=s.state.value,
             mailbox=self.depth,
             restarts=s.restarts,
-            last_error=s.last_error,
+            last_error=s.describe_failure() if failed else s.last_error,
         )
 
     def tell(self, envelope: Envelope) -> None:

@@ -1,0 +1,158 @@
+"""Real processes for runtime tests: a broker and nodes started with ``run.py``.
+
+Everything here starts what a user starts (``python run.py --role ...``), on free tcp
+ports on loopback, with heartbeats fast enough that liveness tests take a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from protocols.broker import Status
+
+REPO = Path(__file__).resolve().parents[2]
+HEARTBEAT_S = 0.2
+LIVENESS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> object:
+    """Poll ``predicate`` until it returns something truthy; AssertionError on timeout."""
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@dataclass
+class Proc:
+    """A ``run.py`` process whose stderr (JSON log lines) goes to a file."""
+
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_events(self) -> Iterator[dict[str, object]]:
+        for line in self.log_text().splitlines():
+            if line.startswith("{"):
+                yield json.loads(line)
+
+    def has_logged(self, event: str) -> bool:
+        return any(e.get("event") == event for e in self.log_events())
+
+    def signal(self, sig: int) -> None:
+        self.popen.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+
+@dataclass
+class System:
+    """Endpoints and settings shared by the processes of one test."""
+
+    tmp: Path
+    overrides: dict[str, str] = field(default_factory=dict)
+    procs: list[Proc] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.broker = f"tcp://127.0.0.1:{free_port()}"
+        self.events_in = f"tcp://127.0.0.1:{free_port()}"
+        self.events_out = f"tcp://127.0.0.1:{free_port()}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD__")}
+        env.update(
+            {
+                "PYTHONPATH": str(REPO),
+                "SWITCHBOARD__RUNTIME__BROKER_ENDPOINT": self.broker,
+                "SWITCHBOARD__RUNTIME__EVENTS_IN_ENDPOINT": self.events_in,
+                "SWITCHBOARD__RUNTIME__EVENTS_OUT_ENDPOINT": self.events_out,
+                "SWITCHBOARD__RUNTIME__HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S),
+                "SWITCHBOARD__RUNTIME__HEARTBEAT_LIVENESS": str(LIVENESS),
+                "SWITCHBOARD__LOG__FORMAT": "json",
+                **self.overrides,
+            }
+        )
+        return env
+
+    def run(self, *args: str, name: str) -> Proc:
+        """Start ``python run.py ARGS`` in the background."""
+        log_path = self.tmp / f"{name}.log"
+        popen = subprocess.Popen(
+            [sys.executable, str(REPO / "run.py"), *args],
+            cwd=self.tmp,
+            env=self.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=log_path.open("wb"),
+        )
+        proc = Proc(popen, log_path)
+        self.procs.append(proc)
+        return proc
+
+    def command(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run ``python run.py ARGS`` to completion (status, call)."""
+        return subprocess.run(
+            [sys.executable, str(REPO / "run.py"), *args],
+            cwd=self.tmp,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def python(self, code: str, *args: str) -> subprocess.Popen[str]:
+        """Start a Python process running ``code`` with this system's environment."""
+        return subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            cwd=self.tmp,
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def status(self) -> Status:
+        """What ``run.py status --json`` prints, decoded."""
+        done = self.command("status", "--json")
+        assert done.returncode == 0, done.stderr
+        return msgspec.json.decode(done.stdout, type=Status)
+
+    def owner_of(self, address: str) -> str | None:
+        return next((a.node_id for a in self.status().addresses if a.address == address), None)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()

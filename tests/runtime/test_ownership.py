@@ -1,0 +1,90 @@
+"""Single owner per address, takeover after a node dies, fencing of a stale owner."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from protocols import demo, errors
+from runtime.client import Client
+from runtime.errors import RequestError
+from tests.runtime.conftest import start_node
+from tests.runtime.support import HEARTBEAT_S, LIVENESS, Proc, System, wait_until
+
+# The README's bound: a silent node's addresses are free within interval * (liveness + 1).
+RELEASE_BOUND_S = HEARTBEAT_S * (LIVENESS + 1)
+
+
+def test_second_node_is_refused_with_the_owner_named(system: System, broker: Proc) -> None:
+    first = start_node(system, "first")
+    second = system.run("--role", "node", "--node-id", "second", "--actors", "echo", name="second")
+
+    assert second.popen.wait(20) == 3
+    message = second.log_text()
+    assert "echo is owned by node first" in message
+    assert f"pid {first.pid}" in message
+    assert system.owner_of("echo") == "first"
+
+
+def test_kill_9_releases_the_address_and_a_standby_takes_over(
+    system: System, broker: Proc, client: Client
+) -> None:
+    owner = start_node(system, "owner")
+    client.request("echo", demo.Increment(by=5))
+    standby = system.run(
+        "--role", "node", "--node-id", "standby", "--actors", "echo", "--standby", name="standby"
+    )
+    wait_until(lambda: standby.has_logged("address refused"), 20, "the standby to be refused")
+
+    os.kill(owner.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_until(lambda: system.owner_of("echo") == "standby", 20, "the takeover")
+    took = time.monotonic() - killed_at
+
+    # Generous slack over the bound: the check runs on a shared, noisy machine.
+    assert took < RELEASE_BOUND_S * 5, f"takeover took {took:.2f}s"
+    count = client.request("echo", demo.GetCount())
+    assert isinstance(count, demo.Count) and count.value == 0  # a fresh actor, on the standby
+
+
+def test_a_reply_from_a_stale_owner_is_dropped(
+    system: System, broker: Proc, client: Client
+) -> None:
+    owner = start_node(system, "owner")
+    client.request("echo", demo.Increment(by=7))
+    standby = system.run(
+        "--role", "node", "--node-id", "standby", "--actors", "echo", "--standby", name="standby"
+    )
+    wait_until(lambda: standby.has_logged("address refused"), 20, "the standby to be refused")
+
+    # The owner starts a slow request, then freezes (as a paused VM or a GC stall would).
+    client.send("echo", demo.Sleep(seconds=1.0), timeout=8.0)
+    time.sleep(0.3)
+    owner.signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: system.owner_of("echo") == "standby", 20, "the takeover")
+    finally:
+        owner.signal(signal.SIGCONT)
+
+    # Thawed, the old owner finishes the request and replies with its old epoch: dropped.
+    wait_until(
+        lambda: broker.has_logged("dropped packet from stale owner"), 20, "the broker to fence"
+    )
+    replies = []
+    while (reply := client.receive(1.0)) is not None:
+        replies.append(reply)
+    assert not any(isinstance(body, demo.Slept) for _, body in replies), replies
+    wait_until(lambda: owner.has_logged("address refused"), 20, "the old owner to stand down")
+
+    count = client.request("echo", demo.GetCount())
+    assert isinstance(count, demo.Count) and count.value == 0  # the standby's actor answers
+
+
+def test_request_to_an_unknown_address_is_answered(client: Client) -> None:
+    with pytest.raises(RequestError) as caught:
+        client.request("nobody-here", demo.Echo(text="x"), timeout=5)
+    assert isinstance(caught.value.error, errors.NoSuchAddress)
+    assert caught.value.error.address == "nobody-here"

@@ -1,0 +1,100 @@
+"""Serialized access, bounded mailboxes, deadlines and idempotency, across processes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from protocols import demo, errors
+from runtime.client import Client
+from runtime.errors import RequestError
+from tests.runtime.conftest import start_node
+from tests.runtime.support import Proc, System
+
+CLIENT_SCRIPT = """
+import sys
+from protocols import demo
+from runtime.client import Client
+with Client(sys.argv[1]) as client:
+    for _ in range(int(sys.argv[2])):
+        client.request("echo", demo.Increment(by=1), timeout=60)
+print("done")
+"""
+
+
+def test_eight_processes_count_exactly_and_never_concurrently(
+    system: System, broker: Proc, client: Client
+) -> None:
+    start_node(system, "counter")
+    workers = [system.python(CLIENT_SCRIPT, system.broker, "1000") for _ in range(8)]
+    for worker in workers:
+        out, err = worker.communicate(timeout=240)
+        assert worker.returncode == 0, err
+        assert out.strip() == "done"
+
+    count = client.request("echo", demo.GetCount())
+    assert count == demo.Count(value=8000, overlaps=0)
+
+
+def test_full_mailbox_answers_busy(system: System, broker: Proc, client: Client) -> None:
+    system.overrides["SWITCHBOARD__RUNTIME__MAILBOX_SIZE"] = "2"
+    start_node(system, "small")
+    sent = [client.send("echo", demo.Sleep(seconds=0.5), timeout=10)]
+    sent += [client.send("echo", demo.Echo(text=str(i)), timeout=10) for i in range(6)]
+
+    replies = dict(_collect(client, len(sent)))
+    assert set(replies) == set(sent)  # every request answered exactly once
+    kinds = [type(replies[i]).__name__ for i in sent]
+    assert kinds.count("Busy") >= 3, kinds
+    assert kinds[0] == "Slept"
+    # Requests that were queued still ran, in order.
+    echoed = [replies[i].text for i in sent if isinstance(replies[i], demo.Echoed)]
+    assert echoed == sorted(echoed)
+    assert client.request("echo", demo.Echo(text="after")) == demo.Echoed(text="after")
+
+
+def test_expired_deadline_answers_timeout_once_and_drops_the_late_result(
+    system: System, broker: Proc, client: Client
+) -> None:
+    start_node(system, "slow")
+    request_id = client.send("echo", demo.Sleep(seconds=1.0), timeout=0.3)
+    first = client.receive(5)
+    assert first is not None
+    assert first[0] == request_id
+    assert isinstance(first[1], errors.Timeout)
+
+    late = client.receive(2.0)  # the actor finishes at ~1 s: its result must not come
+    assert late is None
+    with pytest.raises(RequestError) as caught:
+        client.request("echo", demo.Sleep(seconds=0.5), timeout=0.1)
+    assert isinstance(caught.value.error, errors.Timeout)
+
+
+def test_repeated_idempotency_key_runs_once(system: System, broker: Proc, client: Client) -> None:
+    start_node(system, "once")
+    first = client.request("echo", demo.Increment(by=10), idempotency_key="pay-42")
+    again = client.request("echo", demo.Increment(by=10), idempotency_key="pay-42")
+    other = client.request("echo", demo.Increment(by=1), idempotency_key="pay-43")
+
+    assert first == again == demo.Count(value=10)
+    assert other == demo.Count(value=11)
+    assert client.request("echo", demo.GetCount()) == demo.Count(value=11)
+
+
+def test_idempotency_holds_across_clients(system: System, broker: Proc, client: Client) -> None:
+    start_node(system, "shared")
+    with Client(system.broker) as other:
+        a = client.request("echo", demo.Increment(by=3), idempotency_key="k")
+        b = other.request("echo", demo.Increment(by=3), idempotency_key="k")
+    assert a == b == demo.Count(value=3)
+
+
+def _collect(client: Client, n: int) -> list[tuple[str, object]]:
+    replies = []
+    give_up = time.monotonic() + 20
+    while len(replies) < n and time.monotonic() < give_up:
+        reply = client.receive(1.0)
+        if reply is not None:
+            replies.append(reply)
+    return replies
