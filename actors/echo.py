@@ -6,6 +6,7 @@ It also checks the runtime's serialization guarantee: if two messages ever ran a
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
 
@@ -17,14 +18,18 @@ from runtime.actor import Actor
 
 
 class EchoActor(Actor):
-    """Answers Echo, Increment, GetCount and Sleep; raises on Fail."""
+    """Answers Echo, Increment, GetCount, Sleep and Later; raises on Fail."""
 
     def on_start(self) -> None:
         self.count = 0
         self.overlaps = 0
         self._inside = threading.Lock()
 
-    def handle(self, body: Message, envelope: Envelope) -> Message:
+    def handle(
+        self, body: Message, envelope: Envelope
+    ) -> Message | concurrent.futures.Future[Message]:
+        if isinstance(body, demo.Later):
+            return self._later(body)
         if not self._inside.acquire(blocking=False):
             self.overlaps += 1
             self._inside.acquire()
@@ -32,6 +37,14 @@ class EchoActor(Actor):
             return self._answer(body)
         finally:
             self._inside.release()
+
+    def _later(self, body: demo.Later) -> concurrent.futures.Future[Message]:
+        """A deferred reply: the actor goes on with its next message meanwhile."""
+        self.count += 1
+        future: concurrent.futures.Future[Message] = concurrent.futures.Future()
+        reply = demo.Echoed(text=body.text)
+        threading.Timer(body.seconds, future.set_result, (reply,)).start()
+        return future
 
     def _answer(self, body: Message) -> Message:
         match body:

@@ -45,10 +45,27 @@ class Slept(Message):
     seconds: float
 
 
+class Later(Message):
+    """Answered with :class:`Echoed` after ``seconds``, without blocking the actor."""
+
+    seconds: float
+    text: str = ""
+
+
 class Fail(Message):
     """Make the actor raise (to observe supervision); never answered with a result."""
 
     reason: str = "asked to fail"
 
 
-MESSAGES: tuple[type[Message], ...] = (Echo, Echoed, Increment, GetCount, Count, Sleep, Slept, Fail)
+MESSAGES: tuple[type[Message], ...] = (
+    Echo,
+    Echoed,
+    Increment,
+    GetCount,
+    Count,
+    Sleep,
+    Slept,
+    Later,
+    Fail,
+)

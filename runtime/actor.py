@@ -93,8 +93,16 @@ class Actor:
     def on_stop(self) -> None:
         """Called in the actor's thread after the last message, and before a restart."""
 
-    def handle(self, body: Message, envelope: Envelope) -> Message:
-        """Answer one request. Return the reply body (an error body is a valid reply)."""
+    def handle(
+        self, body: Message, envelope: Envelope
+    ) -> Message | concurrent.futures.Future[Message]:
+        """Answer one request: return the reply body (an error body is a valid reply).
+
+        Or return a future (a deferred reply): the reply is sent when it settles, and the
+        actor takes its next message meanwhile. A future that raises is answered
+        ``Internal``; the actor is not restarted for it. Repeats of an idempotency key
+        that arrive while its first request is deferred get the same reply.
+        """
         raise NotImplementedError
 
 

@@ -14,12 +14,15 @@ Guarantees:
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
+from dataclasses import dataclass
 
 import msgspec
 import pykka
 
 from protocols import errors
+from protocols.base import Message
 from protocols.broker import ActorInfo
 from protocols.codec import FrameError, open_body, pack_body
 from protocols.envelope import Envelope
@@ -27,6 +30,14 @@ from protocols.events import ActorStateChanged
 from runtime.actor import Actor, ActorContext, ActorFactory, Port
 from runtime.idempotency import IdempotencyCache
 from runtime.supervisor import ActorState, RestartPolicy, Supervision
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """A deferred reply is ready: ``future`` settled for the request ``envelope``."""
+
+    envelope: Envelope
+    future: concurrent.futures.Future[Message]
 
 
 class Mailbox:
@@ -97,6 +108,8 @@ class _Runner(pykka.ThreadingActor):
         self._port = port
         self._actor: Actor | None = None
         self._idempotency = IdempotencyCache()
+        # Idempotency keys whose first request is deferred, with every request waiting on it.
+        self._in_flight: dict[str, list[Envelope]] = {}
 
     def on_start(self) -> None:
         self._build()
@@ -106,13 +119,20 @@ class _Runner(pykka.ThreadingActor):
         if self._supervision.state is not ActorState.FAILED:
             self._supervision.state = ActorState.STOPPED
 
-    def on_receive(self, message: Envelope) -> None:
+    def on_receive(self, message: Envelope | _Settled) -> None:
+        if isinstance(message, _Settled):
+            self._settle(message)
+            return
         self._mailbox.dequeued += 1
         reply = self._answer(message)
         if reply is not None:
-            self._port.send_reply(message.answer(reply, sender=self.address))
+            self._reply(message, reply)
+
+    def _reply(self, envelope: Envelope, body: msgspec.Raw) -> None:
+        self._port.send_reply(envelope.answer(body, sender=self.address))
 
     def _answer(self, envelope: Envelope) -> msgspec.Raw | None:
+        """The reply to send now, or None (expired, or deferred until a future settles)."""
         if envelope.expired():
             return None  # the node has answered Timeout at the deadline already
         if self._actor is None:
@@ -123,6 +143,9 @@ class _Runner(pykka.ThreadingActor):
             first = self._idempotency.get(key)
             if first is not None:
                 return first
+            if key in self._in_flight:
+                self._in_flight[key].append(envelope)
+                return None
         try:
             body = open_body(envelope.body)
         except FrameError as exc:
@@ -133,10 +156,37 @@ class _Runner(pykka.ThreadingActor):
             if self._recover(exc, envelope):
                 self._build()
             return pack_body(errors.Internal(message=f"{type(exc).__name__} in {self.address}"))
+        if isinstance(result, concurrent.futures.Future):
+            if key:
+                self._in_flight[key] = [envelope]
+            result.add_done_callback(lambda f: self._ref_tell(_Settled(envelope, f)))
+            return None
         reply = pack_body(result)
         if key:
             self._idempotency.put(key, reply)
         return reply
+
+    def _ref_tell(self, settled: _Settled) -> None:
+        """Hand a settled future back to this mailbox's thread (from any thread)."""
+        try:
+            self.actor_ref.tell(settled)
+        except pykka.ActorDeadError:
+            self.ctx.log.warning("result after stop dropped", request_id=settled.envelope.id)
+
+    def _settle(self, settled: _Settled) -> None:
+        """Reply to a deferred request (and to repeats of its idempotency key)."""
+        envelope, future = settled.envelope, settled.future
+        try:
+            reply = pack_body(future.result())
+        except Exception as exc:
+            self.ctx.log.error("deferred request failed", request_id=envelope.id, exc_info=exc)
+            reply = pack_body(errors.Internal(message=f"{type(exc).__name__} in {self.address}"))
+        else:
+            if envelope.idempotency_key:
+                self._idempotency.put(envelope.idempotency_key, reply)
+        key = envelope.idempotency_key
+        for waiting in self._in_flight.pop(key, [envelope]) if key else [envelope]:
+            self._reply(waiting, reply)
 
     def _build(self) -> None:
         """Create the actor and run its on_start, retrying under supervision."""

@@ -98,3 +98,22 @@ def _collect(client: Client, n: int) -> list[tuple[str, object]]:
         if reply is not None:
             replies.append(reply)
     return replies
+
+
+def test_deferred_reply_lets_the_actor_go_on(system: System, broker: Proc, client: Client) -> None:
+    start_node(system, "deferring")
+    slow = client.send("echo", demo.Later(seconds=0.5, text="late"), idempotency_key="L1")
+    repeat = client.send("echo", demo.Later(seconds=0.5, text="late"), idempotency_key="L1")
+    fast = client.send("echo", demo.Echo(text="now"))
+
+    replies = _collect(client, 3)
+    assert replies[0][0] == fast  # answered while the deferred one waits
+    assert dict(replies) == {
+        fast: demo.Echoed(text="now"),
+        slow: demo.Echoed(text="late"),
+        repeat: demo.Echoed(text="late"),
+    }
+    # The idempotency key ran the handler once, and later repeats get the first answer.
+    assert client.request("echo", demo.GetCount()) == demo.Count(value=1)
+    again = client.request("echo", demo.Later(seconds=5, text="other"), idempotency_key="L1")
+    assert again == demo.Echoed(text="late")
