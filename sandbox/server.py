@@ -61,6 +61,7 @@ log = structlog.get_logger(__name__)
 ACK_DELAY: Final = 0.3  # seconds before a query still running gets an explicit msgs_ack
 RECENT_MSG_IDS: Final = 1000  # client msg ids remembered per session (dedup, msgs_state_req)
 AUTH_KEY_NOT_FOUND: Final = 404
+CLOSE_TIMEOUT: Final = 1.0  # seconds to flush a closing connection before aborting it
 
 
 class _Session:
@@ -209,8 +210,11 @@ class _Connection:
         await asyncio.gather(*tasks, return_exceptions=True)
         for session in list(self._sessions.values()):
             self._end_session(session)
-        with contextlib.suppress(ConnectionError):
-            await self._writer.wait_closed()
+        try:
+            await asyncio.wait_for(self._writer.wait_closed(), CLOSE_TIMEOUT)
+        except (TimeoutError, ConnectionError):
+            # A peer that stopped reading would keep our buffered bytes forever.
+            self._writer.transport.abort()
         self._log.debug("connection_closed")
 
     def _end_session(self, session: _Session) -> None:

@@ -332,3 +332,16 @@ async def test_client_in_another_process(sandbox: Sandbox) -> None:
     out, err = await asyncio.wait_for(proc.communicate(sandbox.public_key_pem.encode()), 60)
     assert proc.returncode == 0, err.decode()
     assert out.decode().split() == ["ok", "5"]
+
+
+async def test_stop_closes_live_connections() -> None:
+    running = await Sandbox.start()
+    client = new_client(running, auto_reconnect=False)
+    await client.connect()
+    try:
+        await running.stop()  # must not wait for the client to leave
+        # The client notices (with or without a connection error, either is fine).
+        done, _ = await asyncio.wait([client.disconnected], timeout=10)
+        assert done
+    finally:
+        await client.disconnect()
