@@ -70,9 +70,15 @@ class SandboxKey:
         if len(block) != BLOCK_SIZE:
             raise ValueError(f"RSA block must be {BLOCK_SIZE} bytes, got {len(block)}")
         value = int.from_bytes(block, "big")
-        if value >= self.private.n:
+        key = self.private
+        if value >= key.n:
             raise ValueError("RSA block is not smaller than the modulus")
-        return self.private.blinded_decrypt(value).to_bytes(BLOCK_SIZE, "big")
+        # Blinded like rsa's own blinded_decrypt, but with the CRT: four times faster,
+        # and this runs once per key exchange.
+        blinded, unblinder = key.blind(value)
+        m1, m2 = pow(blinded, key.exp1, key.p), pow(blinded, key.exp2, key.q)
+        plain = m2 + (key.coef * (m1 - m2) % key.p) * key.q
+        return key.unblind(plain, unblinder).to_bytes(BLOCK_SIZE, "big")
 
     @classmethod
     def generate(cls) -> SandboxKey:
