@@ -98,7 +98,9 @@ class UserRec(msgspec.Struct):
     phone: str | None = None
     bot: bool = False
     bot_secret: str | None = None
-    pts: int = 0
+    # pts starts at 1: Telethon reads a state with pts 0 as "no state" and would
+    # re-initialise on every reconnect, losing gaps.
+    pts: int = 1
     qts: int = 0
     date: int = 0
     last_msg_id: int = 0
@@ -116,7 +118,7 @@ class ChannelRec(msgspec.Struct):
     creator_id: int | None = None
     admins: list[int] = []
     members: list[int] = []
-    pts: int = 0
+    pts: int = 1  # as in Telegram, 0 is never a valid pts
     last_msg_id: int = 0
     messages: list[ChannelMessage] = []
 
