@@ -306,6 +306,9 @@ def _from_env(raw: str, t: mi.Type) -> Any:
         else:
             if math.isfinite(number):
                 return number
+    elif isinstance(t, mi.ListType) and isinstance(t.item_type, mi.StrType):
+        # Comma-separated, as lists are usually written in environment variables.
+        return [item.strip() for item in text.split(",") if item.strip()]
     elif isinstance(t, mi.LiteralType):
         for choice in t.values:
             if isinstance(choice, str) and choice.lower() == text.lower():

@@ -21,8 +21,10 @@ __all__ = [
     "AccountSettings",
     "ApiSettings",
     "LogSettings",
+    "RateLimitSettings",
     "RuntimeSettings",
     "ServerSettings",
+    "SessionSettings",
     "Settings",
     "SupervisionSettings",
     "TelegramSettings",
@@ -32,6 +34,7 @@ __all__ = [
 
 ACCOUNT_NAME_PATTERN = r"^[a-z0-9_-]+$"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+METHOD_CLASSES = ("resolve", "join", "send", "history", "dialogs", "other")
 # ZeroMQ CURVE keys in their printable (Z85) form are always 40 characters.
 _Z85_KEY_LENGTH = 40
 
@@ -101,6 +104,26 @@ class ServerSettings(_Section):
     public_key_file: str | None = None
 
 
+class RateLimitSettings(_Section):
+    """A token bucket: ``burst`` requests at once, refilled at ``rate_per_s``."""
+
+    rate_per_s: PositiveFloat
+    burst: PositiveInt
+
+
+class SessionSettings(_Section):
+    """How every session actor watches and restores its connection."""
+
+    # With no update for this long, a cheap request checks that the connection lives.
+    watchdog_interval_s: PositiveFloat = 30.0
+    # A check (or a reconnect) taking longer than this counts as a dead connection.
+    ping_timeout_s: PositiveFloat = 10.0
+    reconnect_initial_s: PositiveFloat = 1.0
+    reconnect_max_s: PositiveFloat = 60.0
+    # Update state (pts) and entities are written to the session this often while they change.
+    state_save_interval_s: PositiveFloat = 1.0
+
+
 class AccountSettings(_Section):
     """One Telegram account, owned by exactly one session actor."""
 
@@ -112,7 +135,11 @@ class AccountSettings(_Section):
     session_string: Secret | None = None
     session_file: str | None = None
     server: ServerSettings | None = None
-    allow_export: bool = False
+    # Sender addresses (glob patterns, e.g. "client:*") allowed to ExportSession.
+    export_allowed: list[str] = msgspec.field(default_factory=list)
+    # Per method class ("resolve", "join", "send", "history", "dialogs", "other"):
+    # overrides of the built-in proactive rate limits.
+    limits: dict[str, RateLimitSettings] = msgspec.field(default_factory=dict)
 
 
 class ApiSettings(_Section):
@@ -131,6 +158,7 @@ class Settings(_Section):
     supervision: SupervisionSettings = msgspec.field(default_factory=SupervisionSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     telegram: TelegramSettings = msgspec.field(default_factory=TelegramSettings)
+    session: SessionSettings = msgspec.field(default_factory=SessionSettings)
     accounts: dict[AccountName, AccountSettings] = msgspec.field(default_factory=dict)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
 
@@ -181,10 +209,17 @@ def iter_problems(settings: Settings) -> Iterator[tuple[str, str]]:
 def _account_problems(name: str, acc: AccountSettings) -> Iterator[tuple[str, str]]:
     """Problems of one account, given with its ``telegram`` defaults already applied."""
     path = f"accounts.{name}"
-    if acc.api_id is None:
+    # A custom server (the sandbox) does not check the application's credentials.
+    if acc.server is None and acc.api_id is None:
         yield path, f"api_id is not set (set {path}.api_id or telegram.api_id)"
-    if not acc.api_hash:
+    if acc.server is None and not acc.api_hash:
         yield path, f"api_hash is not set (set {path}.api_hash or telegram.api_hash)"
+    if acc.session_string and acc.session_file:
+        yield path, "set either session_string or session_file, not both"
+    for method_class in acc.limits:
+        if method_class not in METHOD_CLASSES:
+            known = ", ".join(METHOD_CLASSES)
+            yield f"{path}.limits.{method_class}", f"unknown method class (known: {known})"
     has_session = bool(acc.session_string) or bool(acc.session_file)
     if acc.kind == "bot" and not acc.bot_token and not has_session:
         yield path, "a bot account needs bot_token (or an existing session_string/session_file)"

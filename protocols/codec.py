@@ -12,7 +12,7 @@ from typing import Any, Union
 
 import msgspec
 
-from protocols import broker, demo, errors, events
+from protocols import broker, demo, errors, events, session
 from protocols.base import Message
 from protocols.envelope import Envelope
 
@@ -23,6 +23,7 @@ BODY_TYPES: tuple[type[Message], ...] = (
     *errors.MESSAGES,
     *broker.MESSAGES,
     *events.MESSAGES,
+    *session.MESSAGES,
     *demo.MESSAGES,
 )
 Body = Union[BODY_TYPES]  # type: ignore[valid-type]  # noqa: UP007

@@ -198,7 +198,7 @@ def test_env_overrides_file_with_type_conversion(tmp_path: Path) -> None:
         "SWITCHBOARD__RUNTIME__MAX_FRAME_BYTES": "2048",
         "switchboard__runtime__heartbeat_interval_s": "0.25",
         "SWITCHBOARD__ACCOUNTS__ALICE__PHONE": "+15550001",
-        "SWITCHBOARD__ACCOUNTS__ALICE__ALLOW_EXPORT": "true",
+        "SWITCHBOARD__ACCOUNTS__ALICE__EXPORT_ALLOWED": "client:*, api",
         "SWITCHBOARD__ACCOUNTS__ALICE__SESSION_FILE": "",
         "SWITCHBOARD__ACCOUNTS__ALICE__SERVER__HOST": "127.0.0.1",
         "SWITCHBOARD__ACCOUNTS__ALICE__SERVER__PORT": "4430",
@@ -213,7 +213,7 @@ def test_env_overrides_file_with_type_conversion(tmp_path: Path) -> None:
     assert settings.runtime.max_frame_bytes == 2048
     assert settings.runtime.heartbeat_interval_s == 0.25
     alice = settings.accounts["alice"]
-    assert alice.phone == "+15550001" and alice.allow_export is True
+    assert alice.phone == "+15550001" and alice.export_allowed == ["client:*", "api"]
     assert alice.session_file is None
     assert alice.server is not None and alice.server.port == 4430
     assert settings.log.format == "json"
@@ -231,9 +231,9 @@ def test_env_overrides_file_with_type_conversion(tmp_path: Path) -> None:
             "expected int > 0, got 'many'",
         ),
         (
-            "SWITCHBOARD__ACCOUNTS__ALICE__ALLOW_EXPORT",
-            "maybe",
-            "expected bool, got 'maybe'",
+            "SWITCHBOARD__ACCOUNTS__ALICE__KIND",
+            "robot",
+            "expected one of",
         ),
         ("SWITCHBOARD__RUNTIME__MAX_FRAME_BYTS", "1", "unknown key 'runtime.max_frame_byts'"),
         ("SWITCHBOARD__RUNTIME", "1", "'runtime' is a table"),
@@ -348,7 +348,7 @@ def test_secrets_never_in_error_messages(tmp_path: Path) -> None:
     )
     env = {
         "TELEGRAM__API_ID": API_HASH,
-        "SWITCHBOARD__ACCOUNTS__ALICE__ALLOW_EXPORT": BOT_TOKEN,
+        "SWITCHBOARD__ACCOUNTS__ALICE__EXPORT_ALOWED": BOT_TOKEN,
         "SWITCHBOARD__ACCOUNTS__ALICE__SESSION_STRNG": SESSION_STRING,
     }
     message = load_error(path, env)
