@@ -56,8 +56,12 @@ DH_PRIME = int(
 DH_G = 3
 # The spec (and Telethon) want g_a and g_b in [2^(2048-64), p - 2^(2048-64)].
 _SAFETY = 2 ** (2048 - 64)
-# p and q of the proof of work are ~31-bit primes, as Telegram's are (pq < 2^63).
-_PQ_PRIME_BITS = 31
+# p and q of the proof of work. Telegram's are ~31-bit, which costs Telethon's pure-Python
+# factorisation ~35 ms per connect; the work protects nothing on loopback, the spec only
+# asks for two distinct odd primes, and with 22-bit ones it takes ~1 ms. The size must
+# keep pq's top byte below 0x80 (Telethon reads pq as a *signed* big-endian int): with
+# 22-bit primes pq has 43 or 44 bits, never a multiple of 8.
+_PQ_PRIME_BITS = 22
 
 
 class HandshakeError(Exception):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import rsa
 import telethon.crypto.rsa as telethon_rsa
-from telethon.crypto import AuthKey
+from telethon.crypto import AuthKey, Factorization
 from telethon.extensions import BinaryReader
 from telethon.network.connection.tcpabridged import AbridgedPacketCodec
 from telethon.network.connection.tcpfull import FullPacketCodec
@@ -34,6 +34,7 @@ from telethon.tl.core import RpcResult
 from telethon.tl.functions.help import GetConfigRequest
 
 from sandbox import Sandbox, keys, mtproto, transport
+from sandbox.handshake import Handshake, HandshakeError
 from sandbox.keys import SandboxKey
 
 
@@ -74,6 +75,33 @@ def test_raw_decrypt_inverts_telethon_encrypt(sandbox: Sandbox) -> None:
     assert plain[0] == 0 and plain[21:31] == b"inner data"
     with pytest.raises(ValueError):
         key.decrypt_raw(b"\x00" * 10)
+
+
+def test_pq_is_positive_for_telethon_and_factorises() -> None:
+    hs = Handshake(SandboxKey(_small_key()), lambda key_id: False)
+    for nonce in range(200):
+        res_pq, new_key = hs.answer(functions.ReqPqMultiRequest(nonce=nonce))
+        assert new_key is None and res_pq.nonce == nonce
+        # Telethon reads pq as a signed big-endian number.
+        pq = int.from_bytes(res_pq.pq, "big", signed=True)
+        p, q = Factorization.factorize(pq)
+        assert 1 < p < q and p * q == pq
+
+
+def test_handshake_rejects_a_foreign_exchange() -> None:
+    hs = Handshake(SandboxKey(_small_key()), lambda key_id: False)
+    hs.answer(functions.ReqPqMultiRequest(nonce=1))
+    with pytest.raises(HandshakeError):
+        hs.answer(
+            functions.ReqDHParamsRequest(
+                nonce=2,
+                server_nonce=0,
+                p=b"",
+                q=b"",
+                public_key_fingerprint=0,
+                encrypted_data=b"",
+            )
+        )
 
 
 # endregion
