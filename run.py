@@ -24,8 +24,15 @@ from protocols.broker import GetStatus, Status
 from protocols.codec import FrameError, body_from_json, body_to_json
 from runtime.client import Client
 from runtime.errors import AddressTakenError, RequestError
-from runtime.launcher import parse_actor_specs, start_broker, start_node, wait_for_signal
+from runtime.launcher import (
+    parse_actor_specs,
+    session_actors,
+    start_broker,
+    start_node,
+    wait_for_signal,
+)
 from runtime.logging import configure_logging
+from sandbox.demo import start_demo
 
 log = structlog.get_logger("run")
 
@@ -65,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
         default="echo",
         help="comma-separated actor kinds to host, KIND or KIND=ADDRESS (default: echo)",
     )
+    run.add_argument(
+        "--accounts",
+        default=None,
+        help="comma-separated accounts whose session actors this node hosts (default: all)",
+    )
     run.add_argument("--node-id", default=None, help="this node's id (default: host-pid)")
     run.add_argument(
         "--standby",
@@ -85,8 +97,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
+    demo = None
+    if args.role == "all" and not settings.accounts and args.accounts is None:
+        demo, accounts = start_demo(settings.data_dir)
+        settings = msgspec.structs.replace(settings, accounts=accounts)
+        log.info("no accounts configured: running against the built-in sandbox", port=demo.port)
+    names = sorted(settings.accounts) if args.accounts is None else _split(args.accounts)
     try:
-        actors = parse_actor_specs([s for s in args.actors.split(",") if s])
+        actors = {
+            **parse_actor_specs(_split(args.actors)),
+            **(session_actors(settings, names) if args.role != "broker" else {}),
+        }
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -113,7 +134,13 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             node.stop()
         if broker is not None:
             broker.stop()
+        if demo is not None:
+            demo.stop()
     return 0
+
+
+def _split(items: str) -> list[str]:
+    return [item.strip() for item in items.split(",") if item.strip()]
 
 
 def _status(settings: Settings, args: argparse.Namespace) -> int:

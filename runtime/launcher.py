@@ -6,13 +6,15 @@ start the same parts the same way.
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 
 from actors.echo import EchoActor
+from actors.session import SessionActor, session_address
 from config import Settings
 from runtime.actor import ActorFactory
 from runtime.broker import Broker, BrokerOptions
@@ -83,6 +85,26 @@ def parse_actor_specs(specs: list[str]) -> dict[str, ActorFactory]:
             known = ", ".join(sorted(BUILTIN_ACTORS))
             raise ValueError(f"unknown actor kind {kind!r} (known: {known})")
         hosted[address or kind] = factory
+    return hosted
+
+
+def session_actors(settings: Settings, accounts: Iterable[str]) -> dict[str, ActorFactory]:
+    """{``session:<name>``: factory} for each named account.
+
+    Raises ValueError naming an account that is not configured.
+    """
+    hosted: dict[str, ActorFactory] = {}
+    for name in accounts:
+        if name not in settings.accounts:
+            known = ", ".join(sorted(settings.accounts)) or "none"
+            raise ValueError(f"account {name!r} is not configured (configured: {known})")
+        hosted[session_address(name)] = functools.partial(
+            SessionActor,
+            account=name,
+            settings=settings.account(name),
+            session_settings=settings.session,
+            data_dir=settings.data_dir,
+        )
     return hosted
 
 

@@ -1,0 +1,145 @@
+"""Telethon objects and errors to Switchboard's typed messages.
+
+Nothing Telethon-shaped crosses an actor boundary: every reply and event is built here
+from plain values, and every Telethon error becomes one typed error body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from telethon import errors as tg_errors
+from telethon import utils
+from telethon.tl import types
+
+from protocols import errors
+from protocols.session import Button, ChatMessage, Dialog, Peer, User
+
+# Telegram errors that mean "no such thing" rather than "you did it wrong".
+_NOT_FOUND = frozenset(
+    {
+        "USERNAME_NOT_OCCUPIED",
+        "USERNAME_INVALID",
+        "INVITE_HASH_INVALID",
+        "INVITE_HASH_EXPIRED",
+        "PEER_ID_INVALID",
+        "CHANNEL_INVALID",
+        "CHAT_ID_INVALID",
+        "MSG_ID_INVALID",
+        "USER_ID_INVALID",
+    }
+)
+# Telegram errors that mean "this account may not do that here".
+_FORBIDDEN = frozenset(
+    {
+        "CHANNEL_PRIVATE",
+        "CHAT_WRITE_FORBIDDEN",
+        "CHAT_ADMIN_REQUIRED",
+        "USER_BANNED_IN_CHANNEL",
+        "USER_NOT_PARTICIPANT",
+    }
+)
+
+
+def user(entity: types.User) -> User:
+    return User(
+        id=entity.id,
+        first_name=entity.first_name or "",
+        last_name=entity.last_name or "",
+        username=entity.username or "",
+        phone=entity.phone or "",
+        bot=bool(entity.bot),
+    )
+
+
+def peer(entity: Any) -> Peer:
+    """A resolved user, chat or channel (marked id, as Telethon's ``get_peer_id``)."""
+    peer_id = utils.get_peer_id(entity)
+    if isinstance(entity, types.User):
+        name = " ".join(p for p in (entity.first_name, entity.last_name) if p)
+        return Peer(id=peer_id, kind="user", title=name, username=entity.username or "")
+    if isinstance(entity, types.Channel):
+        return Peer(
+            id=peer_id,
+            kind="channel",
+            title=entity.title or "",
+            username=entity.username or "",
+            broadcast=bool(entity.broadcast),
+        )
+    return Peer(id=peer_id, kind="group", title=getattr(entity, "title", "") or "")
+
+
+def buttons(markup: Any) -> list[list[Button]]:
+    """Inline keyboard rows of a message (empty for anything else)."""
+    if not isinstance(markup, types.ReplyInlineMarkup):
+        return []
+    rows = []
+    for row in markup.rows:
+        out = []
+        for b in row.buttons:
+            if isinstance(b, types.KeyboardButtonCallback):
+                out.append(Button(text=b.text, data=b.data or b""))
+            elif isinstance(b, types.KeyboardButtonUrl):
+                out.append(Button(text=b.text, url=b.url))
+            else:
+                out.append(Button(text=getattr(b, "text", "")))
+        rows.append(out)
+    return rows
+
+
+def message(msg: Any) -> ChatMessage:
+    """A Telethon Message (or MessageService) as a ChatMessage."""
+    reply = getattr(msg, "reply_to", None)
+    return ChatMessage(
+        id=msg.id,
+        chat_id=msg.chat_id or 0,
+        date=int(msg.date.timestamp()) if msg.date else 0,
+        text=getattr(msg, "message", "") or "",
+        sender_id=msg.sender_id or 0,
+        reply_to=getattr(reply, "reply_to_msg_id", 0) or 0,
+        edit_date=int(msg.edit_date.timestamp()) if getattr(msg, "edit_date", None) else 0,
+        views=getattr(msg, "views", 0) or 0,
+        buttons=buttons(getattr(msg, "reply_markup", None)),
+    )
+
+
+def dialog(d: Any) -> Dialog:
+    return Dialog(
+        peer=peer(d.entity),
+        unread=d.unread_count or 0,
+        top_message=d.message.id if d.message else 0,
+    )
+
+
+def error(exc: BaseException, method: str = "") -> errors.Error | None:
+    """The typed error for a Telethon (or connection) failure; None if it is a bug of ours.
+
+    ``method`` names the Telegram method that failed, for ``FloodWait``.
+    """
+    if isinstance(exc, tg_errors.FloodWaitError):
+        return errors.FloodWait(
+            retry_after=float(exc.seconds), method=method, message=f"FLOOD_WAIT_{exc.seconds}"
+        )
+    if isinstance(exc, tg_errors.RPCError):
+        name = exc.message or type(exc).__name__
+        text = f"{name}: {_describe(exc)}"
+        if isinstance(exc, tg_errors.UnauthorizedError) or name in _FORBIDDEN:
+            return errors.Unauthorized(message=text)
+        if name in _NOT_FOUND:
+            return errors.NotFound(message=text)
+        if isinstance(exc, tg_errors.FloodError):
+            return errors.FloodWait(retry_after=0.0, method=method, message=text)
+        return errors.BadRequest(message=text)
+    if isinstance(exc, ValueError):
+        # Telethon's entity lookups raise ValueError for unknown usernames and ids.
+        return errors.NotFound(message=str(exc))
+    if isinstance(exc, (ConnectionError, OSError, asyncio.TimeoutError)):
+        return errors.Unavailable(message=f"Telegram unreachable: {type(exc).__name__}")
+    return None
+
+
+def _describe(exc: tg_errors.RPCError) -> str:
+    """Telethon's message without the request dump it appends."""
+    text = str(exc)
+    return text.split(" (caused by", 1)[0]

@@ -1,0 +1,643 @@
+"""The session actor: the only code that touches one Telegram account.
+
+``session:<account>`` owns one Telethon ``TelegramClient`` and its session storage for
+the actor's whole life. Guarantees:
+
+* **Single owner.** The broker grants the address to one node; on top of that, a session
+  file is held under an OS lock (:class:`runtime.locks.SessionFileLock`) from start to
+  stop, so a second owner on the same host fails at once, naming the holder's pid.
+* **Serialized access.** Every Telegram call runs on the process's asyncio loop, behind
+  one FIFO gate per account, in arrival order; the session storage is touched only there.
+* **Flood control.** Proactive token buckets per method class, and FloodWait recorded per
+  method: a request of a flood-waited method waits if its deadline allows, else it is
+  answered ``FloodWait(retry_after)`` at once. A wait never blocks other methods — it is
+  spent outside the gate.
+* **Watchdog.** With no update for ``watchdog_interval_s`` a cheap request checks the
+  connection; a silent or dropped connection is reconnected with capped exponential
+  backoff, forever, every change published as a ``SessionState`` event. After every
+  (re)connect, missed updates are caught up explicitly.
+* **Nothing lost, nothing twice.** Update state and entities are saved to the session as
+  they advance (every ``state_save_interval_s`` while changing), so a restart resumes from
+  where it stopped; Telethon's update state deduplicates what is caught up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import fnmatch
+import hashlib
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import telethon.crypto.rsa
+from telethon import Button as TgButton
+from telethon import TelegramClient, events, utils
+from telethon import errors as tg_errors
+from telethon.sessions import SQLiteSession, StringSession
+from telethon.sessions.abstract import Session
+from telethon.tl import functions, types
+
+from actors import convert
+from actors.flood import BOT_LIMITS, USER_LIMITS, FloodControl, FloodWaitError, RateLimit
+from config import AccountSettings, SessionSettings
+from protocols import errors
+from protocols import session as s
+from protocols.base import Message
+from protocols.envelope import Envelope
+from protocols.events import (
+    BotCommand,
+    CallbackQuery,
+    DeletedPost,
+    EditedPost,
+    NewMessage,
+    NewPost,
+    SessionState,
+    SessionStateName,
+)
+from runtime.actor import Actor, ActorContext
+from runtime.locks import SessionFileLock
+from runtime.loop import get_loop_thread
+
+T = TypeVar("T")
+
+# The sandbox and Telegram both accept any application for a custom server.
+_ANY_API_ID = 1
+_ANY_API_HASH = "switchboard"
+_MAX_TEXT = 4096
+_MAX_HISTORY = 1000
+_DEFAULT_DEADLINE_S = 30.0
+
+
+def session_address(account: str) -> str:
+    """The address of an account's session actor."""
+    return f"session:{account}"
+
+
+def session_path(account: str, settings: AccountSettings, data_dir: str | os.PathLike[str]) -> Path:
+    """Where the account's session file lives (``session_file`` or the data directory)."""
+    if settings.session_file:
+        path = Path(settings.session_file)
+    else:
+        path = Path(data_dir) / "sessions" / f"{account}.session"
+    return path if path.suffix == ".session" else path.with_name(path.name + ".session")
+
+
+def open_session_file(path: Path) -> SQLiteSession:
+    """The SQLite session at ``path``, created with mode 0600 (directory 0700)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    os.chmod(path, 0o600)
+    return SQLiteSession(str(path))
+
+
+class SessionActor(Actor):
+    """Owns one account's Telethon client; answers the session conversation."""
+
+    def __init__(
+        self,
+        ctx: ActorContext,
+        account: str,
+        settings: AccountSettings,
+        session_settings: SessionSettings,
+        data_dir: str | os.PathLike[str],
+    ) -> None:
+        super().__init__(ctx)
+        self.account = account
+        self.settings = settings
+        self.timing = session_settings
+        self.data_dir = data_dir
+        self.state: SessionStateName = "connecting"
+        self.reconnects = 0
+        self._loop = get_loop_thread()
+        self._lock: SessionFileLock | None = None
+        self._client: TelegramClient | None = None
+        self._gate: asyncio.Lock | None = None
+        self._connected: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._me: types.User | None = None
+        self._last_activity = time.monotonic()
+        self._last_update = 0.0
+        self._dirty = False
+        self._phone = ""
+        self._qr_task: asyncio.Task[types.User] | None = None
+        self._qr_expires = 0
+        self._flood = FloodControl(self._limits())
+        self._handlers: dict[type[Message], Callable[[Any, Envelope], Awaitable[Message]]] = {
+            s.GetMe: self._get_me,
+            s.ResolvePeer: self._resolve,
+            s.JoinChannel: self._join,
+            s.LeaveChannel: self._leave,
+            s.FetchHistory: self._history,
+            s.SendMessage: self._send,
+            s.AnswerCallback: self._answer_callback,
+            s.GetDialogs: self._dialogs,
+            s.StartLogin: self._start_login,
+            s.SubmitCode: self._submit_code,
+            s.SubmitPassword: self._submit_password,
+            s.StartQrLogin: self._start_qr,
+            s.QrLoginStatus: self._qr_status,
+            s.LogOut: self._log_out,
+            s.ExportSession: self._export,
+            s.GetSessionStatus: self._status,
+        }
+
+    def _limits(self) -> dict[str, RateLimit]:
+        limits = dict(BOT_LIMITS if self.settings.kind == "bot" else USER_LIMITS)
+        for name, limit in self.settings.limits.items():
+            limits[name] = RateLimit(rate_per_s=limit.rate_per_s, burst=limit.burst)
+        return limits
+
+    # -- lifecycle (the mailbox thread) ----------------------------------------------------
+
+    def on_start(self) -> None:
+        session = self._open_session()
+        try:
+            self._loop.run(self._boot(session), timeout=self.timing.ping_timeout_s)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def on_stop(self) -> None:
+        try:
+            self._loop.run(self._shutdown(), timeout=self.timing.ping_timeout_s)
+        finally:
+            self._release_lock()
+
+    def _open_session(self) -> Session:
+        if self.settings.session_string:
+            return StringSession(self.settings.session_string.reveal())
+        path = session_path(self.account, self.settings, self.data_dir)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock = SessionFileLock(path)
+        self._lock.acquire()
+        return open_session_file(path)
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    # -- the loop thread ---------------------------------------------------------------
+
+    async def _boot(self, session: Session) -> None:
+        server = self.settings.server
+        if server is not None:
+            if server.public_key_file:
+                telethon.crypto.rsa.add_key(Path(server.public_key_file).read_text(), old=False)
+            if (session.server_address, session.port) != (server.host, server.port):
+                session.set_dc(server.dc_id, server.host, server.port)
+        self._client = TelegramClient(
+            session,
+            self.settings.api_id or _ANY_API_ID,
+            self.settings.api_hash.reveal() if self.settings.api_hash else _ANY_API_HASH,
+            flood_sleep_threshold=0,  # flood waits are ours to schedule, see FloodControl
+            catch_up=True,
+            receive_updates=True,
+        )
+        self._gate = asyncio.Lock()
+        self._connected = asyncio.Event()
+        client = self._client
+        client.add_event_handler(self._on_new_message, events.NewMessage(incoming=True))
+        client.add_event_handler(self._on_edited, events.MessageEdited())
+        client.add_event_handler(self._on_deleted, events.MessageDeleted())
+        client.add_event_handler(self._on_callback, events.CallbackQuery())
+        client.add_event_handler(self._on_any_update, events.Raw())
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._keep_connected(), name=f"session-{self.account}-watchdog"),
+            loop.create_task(self._save_state(), name=f"session-{self.account}-state"),
+        ]
+
+    async def _shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._qr_task is not None:
+            self._qr_task.cancel()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.disconnect()  # also saves update state and entities
+            self._client.session.close()
+        self._set_state("disconnected", "actor stopped")
+
+    async def _keep_connected(self) -> None:
+        """The watchdog: connect, check the connection when quiet, reconnect with backoff."""
+        assert self._client is not None and self._connected is not None
+        client = self._client
+        delay = self.timing.reconnect_initial_s
+        first = True
+        while True:
+            if not client.is_connected():
+                self._connected.clear()
+                if not first:
+                    self.reconnects += 1
+                self._set_state("connecting", "" if first else "reconnecting")
+                try:
+                    await asyncio.wait_for(self._connect(), self.timing.ping_timeout_s * 3)
+                except (tg_errors.AuthKeyError, tg_errors.UnauthorizedError) as exc:
+                    self._set_state("failed", f"{type(exc).__name__}: session revoked")
+                    return
+                except Exception as exc:
+                    self._set_state("disconnected", f"{type(exc).__name__}", retry_after=delay)
+                    with contextlib.suppress(Exception):
+                        await client.disconnect()
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.timing.reconnect_max_s)
+                    continue
+                first = False
+                delay = self.timing.reconnect_initial_s
+            quiet = time.monotonic() - self._last_activity
+            if quiet >= self.timing.watchdog_interval_s:
+                await self._ping()
+                continue
+            await asyncio.sleep(min(self.timing.watchdog_interval_s - quiet, 1.0))
+
+    async def _connect(self) -> None:
+        assert self._client is not None and self._connected is not None
+        client = self._client
+        await client.connect()
+        self._last_activity = time.monotonic()
+        self._set_state("connected")
+        authorized = await client.is_user_authorized()
+        if not authorized and self.settings.kind == "bot" and self.settings.bot_token:
+            await client.sign_in(bot_token=self.settings.bot_token.reveal())
+            authorized = True
+        if authorized:
+            self._me = await client.get_me()
+            self._set_state("authorized")
+            await client.catch_up()
+        else:
+            self._set_state("unauthorized", "log in with `run.py login`")
+        self._connected.set()
+
+    async def _ping(self) -> None:
+        """A cheap request; a connection that does not answer in time is dropped."""
+        assert self._client is not None
+        try:
+            await asyncio.wait_for(
+                self._client(functions.updates.GetStateRequest()), self.timing.ping_timeout_s
+            )
+        except (tg_errors.UnauthorizedError, tg_errors.AuthKeyError):
+            self._last_activity = time.monotonic()
+            self._set_state("unauthorized", "not logged in")
+        except Exception as exc:
+            self._set_state("disconnected", f"watchdog: {type(exc).__name__}")
+            with contextlib.suppress(Exception):
+                await self._client.disconnect()
+        else:
+            self._last_activity = time.monotonic()
+
+    async def _save_state(self) -> None:
+        """Persist update state and entities as they advance (not only at shutdown)."""
+        assert self._client is not None
+        while True:
+            await asyncio.sleep(self.timing.state_save_interval_s)
+            if self._dirty and self._client.is_connected():
+                self._dirty = False
+                await self._client._save_states_and_entities()
+                self._client.session.save()
+
+    def _set_state(
+        self, state: SessionStateName, reason: str = "", retry_after: float = 0.0
+    ) -> None:
+        if state == self.state and not reason:
+            return
+        self.state = state
+        self.ctx.log.info("session state", account=self.account, state=state, reason=reason)
+        event = SessionState(
+            account=self.account, state=state, reason=reason, retry_after=retry_after
+        )
+        self.ctx.publish(f"session.{self.account}", event)
+
+    # -- requests ------------------------------------------------------------------------
+
+    def handle(
+        self, body: Message, envelope: Envelope
+    ) -> Message | concurrent.futures.Future[Message]:
+        handler = self._handlers.get(type(body))
+        if handler is None:
+            return errors.BadRequest(message=f"session actor does not answer {type(body).__name__}")
+        return self._loop.submit(self._serve(handler, body, envelope))
+
+    async def _serve(
+        self, handler: Callable[[Any, Envelope], Awaitable[Message]], body: Message, env: Envelope
+    ) -> Message:
+        left = (env.deadline - time.time()) if env.deadline else _DEFAULT_DEADLINE_S
+        try:
+            return await asyncio.wait_for(handler(body, env), max(left, 0.001))
+        except FloodWaitError as exc:
+            return errors.FloodWait(
+                retry_after=exc.retry_after, method=exc.method, message=f"{exc.method} flood-waited"
+            )
+        except TimeoutError:
+            return errors.Timeout(
+                message=f"{type(body).__name__} did not finish before the deadline"
+            )
+        except Exception as exc:
+            typed = convert.error(exc)
+            if typed is None:
+                raise
+            return typed
+
+    async def _telegram(self, method: str, env: Envelope, call: Callable[[], Awaitable[T]]) -> T:
+        """Run one Telegram call: flood control first, then through the gate, in order.
+
+        Raises FloodWaitError at once when the wait would pass the deadline.
+        """
+        assert self._gate is not None and self._connected is not None
+        deadline = env.deadline or None
+        while True:
+            await self._flood.acquire(method, deadline)
+            await self._connected.wait()
+            async with self._gate:
+                try:
+                    result = await call()
+                except tg_errors.FloodWaitError as exc:
+                    self._flood.record_flood_wait(method, float(exc.seconds))
+                    self._set_state("flood-wait", method, retry_after=float(exc.seconds))
+                    continue
+            self._last_activity = time.monotonic()
+            return result
+
+    @property
+    def client(self) -> TelegramClient:
+        assert self._client is not None
+        return self._client
+
+    async def _entity(self, ref: s.PeerRef, env: Envelope) -> Any:
+        """Resolve a username, t.me link or known id to a Telethon entity.
+
+        Raises ValueError (-> NotFound) for anything unknown or unparsable.
+        """
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.lstrip("-").isdigit()):
+            peer_id = int(ref)
+            return await self._telegram("GetEntity", env, lambda: self.client.get_entity(peer_id))
+        username, is_invite = utils.parse_username(ref)
+        if not username:
+            raise ValueError(f"not a username, link or id: {ref!r}")
+        if is_invite:
+            invite = await self._telegram(
+                "CheckChatInviteRequest",
+                env,
+                lambda: self.client(functions.messages.CheckChatInviteRequest(username)),
+            )
+            if isinstance(invite, (types.ChatInviteAlready, types.ChatInvitePeek)):
+                return invite.chat
+            raise ValueError(f"not a member of the chat behind {ref!r}; join it first")
+        return await self._telegram(
+            "ResolveUsernameRequest", env, lambda: self.client.get_entity(username)
+        )
+
+    async def _get_me(self, body: s.GetMe, env: Envelope) -> Message:
+        me = await self._telegram("GetUsersRequest", env, lambda: self.client.get_me())
+        if me is None:
+            return errors.Unauthorized(message=f"{self.account} is not logged in")
+        return s.Me(user=convert.user(me))
+
+    async def _resolve(self, body: s.ResolvePeer, env: Envelope) -> Message:
+        return convert.peer(await self._entity(body.peer, env))
+
+    async def _join(self, body: s.JoinChannel, env: Envelope) -> Message:
+        if isinstance(body.peer, str):
+            username, is_invite = utils.parse_username(body.peer)
+            if is_invite and username:
+                updates = await self._telegram(
+                    "ImportChatInviteRequest",
+                    env,
+                    lambda: self.client(functions.messages.ImportChatInviteRequest(username)),
+                )
+                return s.Joined(peer=convert.peer(updates.chats[0]))
+        entity = await self._entity(body.peer, env)
+        await self._telegram(
+            "JoinChannelRequest",
+            env,
+            lambda: self.client(functions.channels.JoinChannelRequest(entity)),
+        )
+        return s.Joined(peer=convert.peer(entity))
+
+    async def _leave(self, body: s.LeaveChannel, env: Envelope) -> Message:
+        entity = await self._entity(body.peer, env)
+        await self._telegram(
+            "LeaveChannelRequest",
+            env,
+            lambda: self.client(functions.channels.LeaveChannelRequest(entity)),
+        )
+        return s.Left(peer=convert.peer(entity))
+
+    async def _history(self, body: s.FetchHistory, env: Envelope) -> Message:
+        if not 1 <= body.limit <= _MAX_HISTORY:
+            return errors.BadRequest(message=f"limit must be 1..{_MAX_HISTORY}, got {body.limit}")
+        if body.offset_id < 0 or body.min_id < 0:
+            return errors.BadRequest(message="offset_id and min_id must not be negative")
+        entity = await self._entity(body.peer, env)
+        messages = await self._telegram(
+            "GetHistoryRequest",
+            env,
+            lambda: self.client.get_messages(
+                entity, limit=body.limit, offset_id=body.offset_id, min_id=body.min_id
+            ),
+        )
+        return s.History(peer=convert.peer(entity), messages=[convert.message(m) for m in messages])
+
+    async def _send(self, body: s.SendMessage, env: Envelope) -> Message:
+        if not env.idempotency_key:
+            return errors.BadRequest(message="SendMessage needs an idempotency key")
+        if not body.text.strip():
+            return errors.BadRequest(message="MESSAGE_EMPTY: the text is empty")
+        if len(body.text) > _MAX_TEXT:
+            return errors.BadRequest(message=f"MESSAGE_TOO_LONG: over {_MAX_TEXT} characters")
+        entity = await self._entity(body.peer, env)
+        request = functions.messages.SendMessageRequest(
+            peer=utils.get_input_peer(entity),
+            message=body.text,
+            # Derived from the idempotency key, so Telegram deduplicates a repeat too,
+            # even one that reaches a restarted actor.
+            random_id=_random_id(self.account, env.idempotency_key),
+            reply_to=types.InputReplyToMessage(body.reply_to) if body.reply_to else None,
+            reply_markup=_markup(self.client, body.buttons),
+        )
+        result = await self._telegram("SendMessageRequest", env, lambda: self.client(request))
+        sent = self.client._get_response_message(request, result, entity)
+        return s.Sent(message=convert.message(sent))
+
+    async def _answer_callback(self, body: s.AnswerCallback, env: Envelope) -> Message:
+        request = functions.messages.SetBotCallbackAnswerRequest(
+            query_id=body.query_id, cache_time=0, alert=body.alert, message=body.text or None
+        )
+        await self._telegram("SetBotCallbackAnswerRequest", env, lambda: self.client(request))
+        return s.Answered()
+
+    async def _dialogs(self, body: s.GetDialogs, env: Envelope) -> Message:
+        if not 1 <= body.limit <= _MAX_HISTORY:
+            return errors.BadRequest(message=f"limit must be 1..{_MAX_HISTORY}, got {body.limit}")
+        dialogs = await self._telegram(
+            "GetDialogsRequest", env, lambda: self.client.get_dialogs(limit=body.limit)
+        )
+        return s.Dialogs(dialogs=[convert.dialog(d) for d in dialogs])
+
+    # -- login ---------------------------------------------------------------------------
+
+    async def _start_login(self, body: s.StartLogin, env: Envelope) -> Message:
+        if self.settings.kind == "bot":
+            return errors.BadRequest(message="bot accounts log in with their bot_token")
+        sent = await self._telegram(
+            "SendCodeRequest", env, lambda: self.client.send_code_request(body.phone)
+        )
+        self._phone = body.phone
+        return s.CodeSent(phone=body.phone, via=type(sent.type).__name__)
+
+    async def _submit_code(self, body: s.SubmitCode, env: Envelope) -> Message:
+        if not self._phone:
+            return errors.BadRequest(message="no login in progress: send StartLogin first")
+        try:
+            me = await self._telegram(
+                "SignInRequest", env, lambda: self.client.sign_in(self._phone, body.code)
+            )
+        except tg_errors.SessionPasswordNeededError:
+            return s.PasswordNeeded()
+        return await self._logged_in(me)
+
+    async def _submit_password(self, body: s.SubmitPassword, env: Envelope) -> Message:
+        me = await self._telegram(
+            "CheckPasswordRequest", env, lambda: self.client.sign_in(password=body.password)
+        )
+        return await self._logged_in(me)
+
+    async def _start_qr(self, body: s.StartQrLogin, env: Envelope) -> Message:
+        if self.settings.kind == "bot":
+            return errors.BadRequest(message="bot accounts log in with their bot_token")
+        qr = await self._telegram("ExportLoginTokenRequest", env, lambda: self.client.qr_login())
+        if self._qr_task is not None:
+            self._qr_task.cancel()
+        self._qr_expires = int(qr.expires.timestamp())
+        timeout = max(1.0, self._qr_expires - time.time())
+        self._qr_task = asyncio.get_running_loop().create_task(qr.wait(timeout))
+        return s.QrLogin(url=qr.url, expires_at=self._qr_expires)
+
+    async def _qr_status(self, body: s.QrLoginStatus, env: Envelope) -> Message:
+        task = self._qr_task
+        if task is None:
+            return errors.BadRequest(message="no QR login in progress: send StartQrLogin first")
+        if not task.done():
+            return s.QrLoginState(state="waiting")
+        self._qr_task = None
+        if task.cancelled() or task.exception() is not None:
+            return s.QrLoginState(state="expired")
+        logged = await self._logged_in(task.result())
+        assert isinstance(logged, s.LoggedIn)
+        return s.QrLoginState(state="done", user=logged.user)
+
+    async def _logged_in(self, me: Any) -> Message:
+        self._me = me if isinstance(me, types.User) else await self.client.get_me()
+        self._set_state("authorized", "logged in")
+        self.client.session.save()
+        return s.LoggedIn(user=convert.user(self._me))
+
+    async def _log_out(self, body: s.LogOut, env: Envelope) -> Message:
+        await self._telegram("LogOutRequest", env, lambda: self.client.log_out())
+        self._me = None
+        self._set_state("unauthorized", "logged out")
+        return s.LoggedOut()
+
+    async def _export(self, body: s.ExportSession, env: Envelope) -> Message:
+        allowed = self.settings.export_allowed
+        if not any(fnmatch.fnmatchcase(env.sender, pattern) for pattern in allowed):
+            return errors.Unauthorized(
+                message=f"{env.sender} may not export {self.account}'s session "
+                f"(see accounts.{self.account}.export_allowed)"
+            )
+        self.ctx.log.warning("session exported", account=self.account, to=env.sender)
+        return s.SessionExport(session_string=StringSession.save(self.client.session))
+
+    async def _status(self, body: s.GetSessionStatus, env: Envelope) -> Message:
+        age = time.monotonic() - self._last_update if self._last_update else -1.0
+        return s.SessionStatus(
+            account=self.account,
+            state=self.state,
+            authorized=self._me is not None,
+            user=convert.user(self._me) if self._me is not None else None,
+            flood_waits=self._flood.snapshot(),
+            reconnects=self.reconnects,
+            last_update_age_s=round(age, 3),
+        )
+
+    # -- events (the loop thread) --------------------------------------------------------
+
+    async def _on_any_update(self, update: Any) -> None:
+        self._last_activity = self._last_update = time.monotonic()
+        self._dirty = True
+
+    async def _on_new_message(self, event: events.NewMessage.Event) -> None:
+        msg = convert.message(event.message)
+        if event.is_channel and not event.is_group:
+            post = NewPost(account=self.account, channel_id=event.chat_id, message=msg)
+            self.ctx.publish(f"post.{event.chat_id}", post)
+            return
+        if self.settings.kind == "bot" and event.is_private and msg.text.startswith("/"):
+            head, _, args = msg.text.partition(" ")
+            command = head[1:].split("@", 1)[0]
+            sender = await event.get_sender()
+            self.ctx.publish(
+                f"bot.{self.account}",
+                BotCommand(
+                    account=self.account,
+                    command=command,
+                    args=args.strip(),
+                    chat_id=event.chat_id,
+                    user_id=event.sender_id or 0,
+                    message_id=msg.id,
+                    username=getattr(sender, "username", "") or "",
+                ),
+            )
+            return
+        self.ctx.publish(f"message.{self.account}", NewMessage(account=self.account, message=msg))
+
+    async def _on_edited(self, event: events.MessageEdited.Event) -> None:
+        if event.is_channel and not event.is_group:
+            edited = EditedPost(
+                account=self.account,
+                channel_id=event.chat_id,
+                message=convert.message(event.message),
+            )
+            self.ctx.publish(f"post.{event.chat_id}", edited)
+
+    async def _on_deleted(self, event: events.MessageDeleted.Event) -> None:
+        if event.chat_id is not None:
+            deleted = DeletedPost(
+                account=self.account, channel_id=event.chat_id, message_ids=list(event.deleted_ids)
+            )
+            self.ctx.publish(f"post.{event.chat_id}", deleted)
+
+    async def _on_callback(self, event: events.CallbackQuery.Event) -> None:
+        query = CallbackQuery(
+            account=self.account,
+            query_id=event.query.query_id,
+            data=event.data or b"",
+            chat_id=event.chat_id or 0,
+            user_id=event.sender_id or 0,
+            message_id=event.message_id or 0,
+        )
+        self.ctx.publish(f"bot.{self.account}", query)
+
+
+def _random_id(account: str, key: str) -> int:
+    digest = hashlib.sha256(f"{account}\0{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _markup(client: TelegramClient, rows: list[list[s.Button]]) -> Any:
+    if not rows:
+        return None
+    return client.build_reply_markup(
+        [
+            [TgButton.url(b.text, b.url) if b.url else TgButton.inline(b.text, b.data) for b in row]
+            for row in rows
+        ]
+    )
