@@ -20,6 +20,7 @@ import os
 import secrets
 import time
 from bisect import bisect_right
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,8 +42,8 @@ DC_ID = 2
 #: Where ids start; far from each other so a peer id never looks like another kind.
 FIRST_USER_ID = 100_000_001
 FIRST_CHANNEL_ID = 1_000_000_001
-#: Telegram's service account, the sender of login codes.
-SERVICE_USER_ID = 777000
+#: How many sendMessage results are remembered for random_id deduplication.
+SENT_MEMORY = 10_000
 
 
 def now() -> int:
@@ -73,6 +74,7 @@ class BoxMessage(msgspec.Struct):
     entities: list[bytes] = []
     reply_markup: bytes | None = None
     remote_id: int = 0  # the id of the same message in the other side's box
+    reply_to_id: int | None = None  # an id in this same box
 
 
 class ChannelMessage(msgspec.Struct):
@@ -85,6 +87,7 @@ class ChannelMessage(msgspec.Struct):
     author_id: int | None = None  # None: posted through the control API
     entities: list[bytes] = []
     reply_markup: bytes | None = None
+    reply_to_id: int | None = None
 
 
 class UserRec(msgspec.Struct):
@@ -162,6 +165,10 @@ class LoginToken:
     user_id: int | None = None  # set when another session accepted it
 
 
+def _reply_header(reply_to_id: int | None) -> types.MessageReplyHeader | None:
+    return types.MessageReplyHeader(reply_to_msg_id=reply_to_id) if reply_to_id else None
+
+
 def normalize_phone(phone: str) -> str:
     """Digits only, the way Telegram compares phone numbers."""
     return "".join(ch for ch in phone if ch.isdigit())
@@ -195,8 +202,8 @@ class World:
         self.sessions: dict[int, list[ClientSession]] = {}
         # phone -> (phone_code_hash, code)
         self.login_codes: dict[str, tuple[str, str]] = {}
-        # (user_id, random_id) -> the first sendMessage result
-        self.sent: dict[tuple[int, int], TLObject] = {}
+        # (user_id, random_id) -> the first sendMessage result, oldest first
+        self.sent: OrderedDict[tuple[int, int], TLObject] = OrderedDict()
         # QR login tokens by token bytes
         self.login_tokens: dict[bytes, LoginToken] = {}
         # callback query id -> the future the pressing user's call waits on
@@ -473,6 +480,7 @@ class World:
         author_id: int | None = None,
         entities: Iterable[TLObject] = (),
         reply_markup: TLObject | None = None,
+        reply_to_id: int | None = None,
         skip_key: int | None = None,
     ) -> ChannelMessage:
         """Publish a post and push it to every member as UpdateNewChannelMessage.
@@ -491,6 +499,7 @@ class World:
             author_id=author_id,
             entities=[bytes(e) for e in entities],
             reply_markup=bytes(reply_markup) if reply_markup is not None else None,
+            reply_to_id=reply_to_id if self.channel_message(channel, reply_to_id or 0) else None,
         )
         channel.messages.append(msg)
         self.save()
@@ -506,9 +515,11 @@ class World:
             )
         return msg
 
-    def channel_messages(self, channel: ChannelRec) -> list[ChannelMessage]:
-        """The channel's messages, oldest first."""
-        return channel.messages
+    def remember_sent(self, key: tuple[int, int], result: TLObject) -> None:
+        """Keep a sendMessage result for deduplication (the oldest beyond SENT_MEMORY go)."""
+        self.sent[key] = result
+        while len(self.sent) > SENT_MEMORY:
+            self.sent.popitem(last=False)
 
     # ------------------------------------------------------------------ private messages
 
@@ -520,20 +531,25 @@ class World:
         *,
         entities: Iterable[TLObject] = (),
         reply_markup: TLObject | None = None,
+        reply_to_id: int | None = None,
         skip_key: int | None = None,
     ) -> BoxMessage:
         """Deliver a private message to both boxes and push it to the target.
 
         Returns the sender's copy. The target gets UpdateNewMessage with its own id and
         pts; the sender's other auth keys (not ``skip_key``) get the outgoing copy.
+        ``reply_to_id`` (an id in the sender's box) becomes the matching id in each box.
         """
         date = now()
         raw_entities = [bytes(e) for e in entities]
         markup = bytes(reply_markup) if reply_markup is not None else None
+        replied = self.box_message(sender, reply_to_id) if reply_to_id else None
         out = self._store(sender, target.id, sender.id, date, text, raw_entities, markup)
+        out.reply_to_id = replied.id if replied else None
         if target.id != sender.id:
             inbox = self._store(target, sender.id, sender.id, date, text, raw_entities, markup)
             out.remote_id, inbox.remote_id = inbox.id, out.id
+            inbox.reply_to_id = replied.remote_id if replied and replied.remote_id else None
             update = types.UpdateNewMessage(
                 message=self.box_message_view(target, inbox), pts=inbox.pts, pts_count=1
             )
@@ -640,6 +656,7 @@ class World:
             post=True,
             entities=[tl_from_bytes(e) for e in msg.entities] or None,
             reply_markup=tl_from_bytes(msg.reply_markup) if msg.reply_markup else None,
+            reply_to=_reply_header(msg.reply_to_id),
         )
 
     def box_message_view(self, owner: UserRec, msg: BoxMessage) -> types.Message:
@@ -653,6 +670,7 @@ class World:
             from_id=types.PeerUser(msg.sender_id),
             entities=[tl_from_bytes(e) for e in msg.entities] or None,
             reply_markup=tl_from_bytes(msg.reply_markup) if msg.reply_markup else None,
+            reply_to=_reply_header(msg.reply_to_id),
         )
 
     def users_view(self, ids: Iterable[int | None], viewer_id: int | None) -> list[types.User]:

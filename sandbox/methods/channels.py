@@ -101,3 +101,10 @@ async def get_messages(
     return types.messages.ChannelMessages(
         pts=channel.pts, count=len(result), messages=result, topics=[], chats=chats, users=users
     )
+
+
+@handles(functions.channels.ReadHistoryRequest, bots=False)
+async def read_history(call: Call, query: functions.channels.ReadHistoryRequest) -> bool:
+    """Accepted; the sandbox keeps no read state. Raises CHANNEL_INVALID / CHANNEL_PRIVATE."""
+    call.readable_channel(query.channel)
+    return True

@@ -132,6 +132,7 @@ async def send_message(call: Call, query: functions.messages.SendMessageRequest)
         raise RpcError(400, "MESSAGE_TOO_LONG")
     peer = call.input_peer(query.peer)
     entities = query.entities or ()
+    reply_to = getattr(query.reply_to, "reply_to_msg_id", None)
     date = now()
     update: TLObject
     if isinstance(peer, ChannelRec):
@@ -141,6 +142,7 @@ async def send_message(call: Call, query: functions.messages.SendMessageRequest)
             author_id=me.id,
             entities=entities,
             reply_markup=query.reply_markup,
+            reply_to_id=reply_to,
             skip_key=call.key.key_id,
         )
         update = types.UpdateNewChannelMessage(
@@ -156,6 +158,7 @@ async def send_message(call: Call, query: functions.messages.SendMessageRequest)
             query.message,
             entities=entities,
             reply_markup=query.reply_markup if me.bot else None,
+            reply_to_id=reply_to,
             skip_key=call.key.key_id,
         )
         update = types.UpdateNewMessage(
@@ -166,7 +169,7 @@ async def send_message(call: Call, query: functions.messages.SendMessageRequest)
         me.id, [types.UpdateMessageID(id=msg_id, random_id=query.random_id), update], date
     )
     if query.random_id:
-        world.sent[dedup] = result
+        world.remember_sent(dedup, result)
     return result
 
 
@@ -311,3 +314,12 @@ async def set_typing(call: Call, query: functions.messages.SetTypingRequest) -> 
     """Accepted and ignored (nobody watches typing in the sandbox)."""
     call.input_peer(query.peer)
     return True
+
+
+@handles(functions.messages.ReadHistoryRequest, bots=False)
+async def read_history(
+    call: Call, query: functions.messages.ReadHistoryRequest
+) -> types.messages.AffectedMessages:
+    """Accepted; the sandbox keeps no read state (pts unchanged)."""
+    call.input_peer(query.peer)
+    return types.messages.AffectedMessages(pts=call.me.pts, pts_count=0)

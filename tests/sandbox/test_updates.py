@@ -72,11 +72,13 @@ async def test_user_message_reaches_bot_and_reply_comes_back(clients: Clients) -
 
     user, account = await clients.user("Alice")
     replies = collect(user, events.NewMessage(incoming=True))
-    await user.send_message("echo_bot", "/start")
+    sent = await user.send_message("echo_bot", "/start")
     reply = await next_item(replies)
     assert reply.raw_text == "hello Alice"
     assert reply.sender_id == bot_account.id
-    assert reply.message.reply_to is None or reply.message.reply_to.reply_to_msg_id
+    # The bot replied to its copy of /start; the user sees the reply point at its own copy.
+    assert reply.message.reply_to_msg_id == sent.id
+    assert await user.send_read_acknowledge("echo_bot", reply.message)
     assert [m.text for m in clients.sandbox.control.inbox(bot_account.id)] == ["/start"]
     assert [m.text for m in clients.sandbox.control.inbox(account.id)] == ["hello Alice"]
 
