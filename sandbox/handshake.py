@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from hashlib import sha1
 
@@ -74,6 +74,32 @@ class NewAuthKey:
 
     key: bytes
     key_id: int
+
+
+def string_session_alias(key: bytes) -> NewAuthKey | None:
+    """The key a Telethon StringSession gives back for ``key``, when that differs.
+
+    StringSession packs the key as ``struct`` ``256s``, which pads a short key with zero
+    bytes *at the end*: a 255-byte key comes back as another key, with another id. The
+    server accepts that alias as the same authorization (see :func:`unpadded_forms`).
+    None for a full 256-byte key, which round-trips unchanged.
+    """
+    if len(key) >= 256:
+        return None
+    alias = AuthKey(key.ljust(256, b"\x00"))
+    return NewAuthKey(key=alias.key, key_id=alias.key_id)
+
+
+def unpadded_forms(key: bytes) -> Iterator[bytes]:
+    """The shorter keys ``key`` could be the StringSession alias of, longest first.
+
+    A 256-byte key ending in zero bytes may be ``short + zeros``; each candidate drops one
+    more trailing zero. Nothing for a key that does not end in zero.
+    """
+    end = len(key)
+    while end > 1 and key[end - 1] == 0:
+        end -= 1
+        yield key[:end]
 
 
 def _random_exponent() -> int:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Final
 
 import structlog
+from telethon.crypto import AuthKey
 from telethon.errors import TypeNotFoundError
 from telethon.tl.functions import (
     DestroySessionRequest,
@@ -51,7 +52,12 @@ from telethon.tl.types import (
 
 from sandbox import mtproto
 from sandbox.backend import Backend, DropConnection, RpcError
-from sandbox.handshake import Handshake, HandshakeError
+from sandbox.handshake import (
+    Handshake,
+    HandshakeError,
+    string_session_alias,
+    unpadded_forms,
+)
 from sandbox.keys import SandboxKey
 from sandbox.mtproto import Outgoing, ProtocolError
 from sandbox.transport import Transport, TransportError, accept
@@ -155,7 +161,8 @@ class _Connection:
         self._transport: Transport | None = None
         self._handshake: Handshake | None = None
         self._auth_key = b""
-        self._auth_key_id = 0
+        self._wire_key_id = 0  # the id the client sends (and we send back)
+        self._account_key_ids: dict[int, int] = {}  # wire id -> id sessions are known by
         self._sessions: dict[int, _Session] = {}
         self._outbox: deque[tuple[_Session | None, Outgoing | bytes | None]] = deque()
         self._wake = asyncio.Event()
@@ -271,6 +278,9 @@ class _Connection:
         answer, new_key = self._handshake.answer(request)
         if new_key is not None:
             self._backend.add_auth_key(new_key.key_id, new_key.key)
+            alias = string_session_alias(new_key.key)
+            if alias is not None:
+                self._backend.add_auth_key(alias.key_id, alias.key)
             self._log.info("auth_key_created", auth_key_id=new_key.key_id)
         body = bytes(answer)
         reply = struct.pack("<qqi", 0, self._msg_ids.next(response=True), len(body)) + body
@@ -289,13 +299,25 @@ class _Connection:
                 await self._transport.drain()
             self.close()
             return False
-        self._auth_key, self._auth_key_id = key, key_id
+        self._auth_key, self._wire_key_id = key, key_id
+        if key_id not in self._account_key_ids:
+            self._account_key_ids[key_id] = self._account_key_id(key_id, key)
         return True
+
+    def _account_key_id(self, key_id: int, key: bytes) -> int:
+        # A StringSession alias of a short key (string_session_alias) is the same
+        # authorization: sessions on it carry the original key's id.
+        for short in unpadded_forms(key):
+            short_id = AuthKey(short).key_id
+            if self._backend.auth_key(short_id) == short:
+                return short_id
+        return key_id
 
     def _on_encrypted(self, message: mtproto.Plaintext) -> None:
         session = self._sessions.get(message.session_id)
         if session is None:
-            session = _Session(self, self._auth_key_id, message.session_id)
+            account_key_id = self._account_key_ids[self._wire_key_id]
+            session = _Session(self, account_key_id, message.session_id)
             self._sessions[message.session_id] = session
         bad = mtproto.client_msg_id_error(message.msg_id)
         if bad is not None:
@@ -518,7 +540,7 @@ class _Connection:
             self._transport.send(
                 mtproto.encrypt(
                     self._auth_key,
-                    self._auth_key_id,
+                    self._wire_key_id,
                     salt,
                     session.session_id,
                     msg_id,

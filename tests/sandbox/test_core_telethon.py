@@ -23,7 +23,7 @@ import telethon.network.authenticator as authenticator
 from telethon import TelegramClient, connection, errors, functions, types
 from telethon.crypto import AuthKey
 from telethon.network.connection import Connection
-from telethon.sessions import MemorySession
+from telethon.sessions import MemorySession, StringSession
 from telethon.tl.tlobject import TLRequest
 
 import sandbox.handshake as handshake
@@ -114,10 +114,9 @@ def _leading_zero_exponents() -> tuple[int, int]:
     return a, b
 
 
-async def test_auth_key_with_leading_zero_byte_works(
-    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.WARNING, logger="telethon")
+@pytest.fixture
+def leading_zero_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the next key exchanges produce a key whose first byte is zero."""
     a, b = _leading_zero_exponents()
     monkeypatch.setattr(handshake, "_random_exponent", lambda: a)
 
@@ -126,16 +125,32 @@ async def test_auth_key_with_leading_zero_byte_works(
 
     # Only the client's choice of b is steered; Telethon's code runs unchanged.
     monkeypatch.setattr(authenticator, "os", SimpleNamespace(urandom=urandom))
-    client = new_client(sandbox)
-    await client.connect()
-    try:
-        key = client.session.auth_key
-        assert len(key.key) == 255  # Telethon strips the zero byte
-        assert sandbox.world.auth_key(key.key_id) == key.key
-        assert isinstance(await client(functions.help.GetConfigRequest()), types.Config)
-    finally:
-        await client.disconnect()
+
+
+@pytest.mark.usefixtures("leading_zero_key")
+async def test_auth_key_with_leading_zero_byte_works(
+    sandbox: Sandbox, clients: Clients, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="telethon")
+    client = await _connected(clients)
+    key = client.session.auth_key
+    assert len(key.key) == 255  # Telethon strips the zero byte
+    assert sandbox.world.auth_key(key.key_id) == key.key
+    assert isinstance(await client(functions.help.GetConfigRequest()), types.Config)
     assert _auth_failures(caplog) == []
+
+
+@pytest.mark.usefixtures("leading_zero_key")
+async def test_short_key_survives_a_string_session(clients: Clients) -> None:
+    bot, account = await clients.bot()
+    assert len(bot.session.auth_key.key) == 255
+    # StringSession pads the key to 256 bytes at the end: another key, same login.
+    exported = StringSession.save(bot.session)
+    again = clients.raw(session=StringSession(exported))
+    await again.connect()
+    assert len(again.session.auth_key.key) == 256
+    me = await again.get_me()
+    assert me is not None and me.id == account.id
 
 
 async def test_containers_pings_and_acks(clients: Clients) -> None:
@@ -299,7 +314,7 @@ _CHILD = textwrap.dedent(
     import asyncio, sys
     import telethon.crypto.rsa
     from telethon import TelegramClient, connection, functions, types
-    from telethon.sessions import MemorySession
+    from telethon.sessions import MemorySession, StringSession
 
     async def main(port, pem):
         telethon.crypto.rsa.add_key(pem, old=False)
