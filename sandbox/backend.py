@@ -58,7 +58,11 @@ class Backend(Protocol):
     """What the core needs from the world."""
 
     def auth_key(self, key_id: int) -> bytes | None:
-        """The 256-byte auth key with this id, or None (the core then answers -404)."""
+        """The auth key with this id, or None (the core then answers -404).
+
+        Keys are the bytes the client holds: 256, or fewer when Telethon stripped leading
+        zero bytes (about 1 key in 256); store them as given.
+        """
 
     def add_auth_key(self, key_id: int, key: bytes) -> None:
         """Remember a key created by a finished key exchange."""
