@@ -24,13 +24,14 @@ from telethon import TelegramClient, connection, errors, functions, types
 from telethon.crypto import AuthKey
 from telethon.network.connection import Connection
 from telethon.sessions import MemorySession, StringSession
+from telethon.tl.alltlobjects import LAYER
 from telethon.tl.tlobject import TLRequest
 
 import sandbox.handshake as handshake
 from sandbox import Sandbox
 from sandbox.backend import DropConnection
 from sandbox.client import new_client
-from tests.sandbox.conftest import Clients
+from tests.sandbox.conftest import Clients, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 TRANSPORTS = [
@@ -360,3 +361,21 @@ async def test_stop_closes_live_connections() -> None:
         assert done
     finally:
         await client.disconnect()
+
+
+async def test_ping_delay_disconnect_closes_a_silent_connection(clients: Clients) -> None:
+    client = await _connected(clients)
+    first_session = client._sender._state.id
+    await client(functions.PingDelayDisconnectRequest(ping_id=1, disconnect_delay=1))
+    # No further ping arrives, so the server hangs up; Telethon reconnects (new session).
+    await wait_for(lambda: client._sender._state.id != first_session, "a reconnect")
+    assert isinstance(await client(functions.help.GetConfigRequest()), types.Config)
+
+
+async def test_sessions_report_layer_and_update_wish(sandbox: Sandbox, clients: Clients) -> None:
+    quiet = await _connected(clients, receive_updates=False)
+    loud = await _connected(clients)
+    for client, wants in ((quiet, False), (loud, True)):
+        [session] = sandbox.world.sessions[client.session.auth_key.key_id]
+        assert session.receives_updates is wants
+        assert session.layer == LAYER
