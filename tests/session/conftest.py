@@ -46,10 +46,13 @@ class Sessions(System):
         self.data_dir = self.tmp / "data"
 
     def add_bot(self, name: str, **extra: str) -> s.User:
-        """A new sandbox bot configured as account ``name`` (logs in with its token)."""
+        """A new sandbox bot configured as account ``name`` (logs in with its token).
+
+        ``extra`` adds TOML lines to the account, e.g. ``export_allowed='["client:*"]'``.
+        """
         assert self.sandbox is not None
         bot = self.sandbox.control.create_bot(f"{name}{next(_numbers)}_bot")
-        self._account(name, 'kind = "bot"', f'bot_token = "{bot.token}"', *extra)
+        self._account(name, 'kind = "bot"', f'bot_token = "{bot.token}"', *_toml(extra))
         return s.User(id=bot.id, username=bot.username or "", bot=True)
 
     def add_user(self, name: str, **extra: str) -> tuple[str, s.User]:
@@ -59,7 +62,7 @@ class Sessions(System):
         user = self.sandbox.control.create_user(
             phone, name.title(), username=f"{name}{next(_numbers)}"
         )
-        self._account(name, 'kind = "user"', f'phone = "{phone}"', *extra)
+        self._account(name, 'kind = "user"', f'phone = "{phone}"', *_toml(extra))
         return phone, s.User(id=user.id, username=user.username or "", phone=phone)
 
     def _account(self, name: str, *lines: str) -> None:
@@ -115,6 +118,10 @@ class Sessions(System):
             return isinstance(status, s.SessionStatus) and status.state == state
 
         wait_until(reached, timeout, f"session:{account} to be {state}")
+
+
+def _toml(extra: dict[str, str]) -> list[str]:
+    return [f"{key} = {value}" for key, value in extra.items()]
 
 
 @pytest.fixture
