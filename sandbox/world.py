@@ -34,6 +34,7 @@ from telethon.tl.tlobject import TLObject, TLRequest
 
 from sandbox.backend import ClientSession, RpcError
 from sandbox.faults import Faults, method_name
+from sandbox.methods import Call, Method, dispatch_table
 
 log = structlog.get_logger(__name__)
 
@@ -105,7 +106,6 @@ class UserRec(msgspec.Struct):
     # re-initialise on every reconnect, losing gaps.
     pts: int = 1
     qts: int = 0
-    date: int = 0
     last_msg_id: int = 0
     box: list[BoxMessage] = []
 
@@ -212,7 +212,7 @@ class World:
         self.callback_owners: dict[int, int] = {}
         # method name -> how many times it was invoked
         self.calls: dict[str, int] = {}
-        self._dispatch: dict[type, object] | None = None
+        self._dispatch: dict[type, Method] | None = None
         self._by_username: dict[str, tuple[str, int]] = {}
         self._reindex()
 
@@ -268,9 +268,8 @@ class World:
         the sandbox lacks and 401 ``AUTH_KEY_UNREGISTERED`` before login) and
         DropConnection (injected faults).
         """
-        from sandbox.methods import Call, dispatch_table
-
         if self._dispatch is None:
+            # Built on first use: the handler modules import this one.
             self._dispatch = dispatch_table()
         name = method_name(type(query))
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -282,7 +281,7 @@ class World:
         method = self._dispatch.get(type(query))
         if method is None:
             raise RpcError(400, "METHOD_NOT_IMPLEMENTED")
-        result = await method.run(Call(self, session, key, user), query)  # type: ignore[attr-defined]
+        result = await method.run(Call(self, session, key, user), query)
         self.faults.after(name, user.id if user else None)
         return result
 
@@ -379,7 +378,6 @@ class World:
             last_name=last_name,
             username=username,
             phone=digits,
-            date=now(),
         )
         self.state.users[user.id] = user
         self.save()
@@ -398,7 +396,6 @@ class World:
             username=username,
             bot=True,
             bot_secret=secrets.token_urlsafe(24),
-            date=now(),
         )
         self.state.users[bot.id] = bot
         self.save()
@@ -573,7 +570,6 @@ class World:
     ) -> BoxMessage:
         owner.last_msg_id += 1
         owner.pts += 1
-        owner.date = date
         msg = BoxMessage(
             id=owner.last_msg_id,
             pts=owner.pts,

@@ -20,17 +20,19 @@ async def get_difference(
 ) -> types.updates.TypeDifference:
     """What the account missed since ``query.pts``.
 
-    Empty when up to date; differenceTooLong when more than ``limits.difference_too_long``
-    messages were missed; differenceSlice (with an intermediate state) when more than
+    Empty when up to date. differenceTooLong when more than
+    ``limits.difference_too_long`` messages were missed, or when the client claims a pts
+    the server never reached. differenceSlice (with an intermediate state) when more than
     ``limits.difference_slice``. ``other_updates`` carries updateChannelTooLong for every
     joined channel posted to since ``query.date``, so the client then fetches each
     channel's own difference.
     """
     world, me = call.world, call.me
     limits = world.limits
-    if query.pts >= me.pts:
+    if query.pts == me.pts:
         return types.updates.DifferenceEmpty(date=now(), seq=0)
-    if me.pts - query.pts > limits.difference_too_long:
+    # A client ahead of the server (its world was reset) is told to start over from ours.
+    if query.pts > me.pts or me.pts - query.pts > limits.difference_too_long:
         return types.updates.DifferenceTooLong(pts=me.pts)
     missed = [m for m in me.box if m.pts > query.pts]
     page = missed[: limits.difference_slice]
