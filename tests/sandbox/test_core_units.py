@@ -159,14 +159,22 @@ async def test_padded_intermediate_strips_padding() -> None:
     assert [await server.read_packet() for _ in payloads] == payloads
 
 
-async def test_obfuscated_both_directions() -> None:
-    header, encryptor, decryptor = ObfuscatedIO.init_header(AbridgedPacketCodec)
-    codec = AbridgedPacketCodec(None)
+@pytest.mark.parametrize(
+    ("codec_type", "name"),
+    [
+        (AbridgedPacketCodec, "obfuscated_abridged"),
+        (IntermediatePacketCodec, "obfuscated_intermediate"),
+        (RandomizedIntermediatePacketCodec, "obfuscated_padded_intermediate"),
+    ],
+)
+async def test_obfuscated_both_directions(codec_type: type, name: str) -> None:
+    header, encryptor, decryptor = ObfuscatedIO.init_header(codec_type)
+    codec = codec_type(None)
     payloads = [os.urandom(n * 4) for n in (2, 200, 1000)]
     wire = bytes(header) + encryptor.encrypt(b"".join(codec.encode_packet(p) for p in payloads))
     sink = _Sink()
     server = await transport.accept(_reader(wire), sink)
-    assert server.name == "obfuscated_abridged"
+    assert server.name == name
     assert [await server.read_packet() for _ in payloads] == payloads
     for payload in payloads:
         server.send(payload)
