@@ -5,38 +5,67 @@
     python run.py --role node --actors echo --node-id n1
     python run.py status                 # nodes, addresses, owners, epochs, failures
     python run.py call ADDRESS '{"type": "Echo", "text": "hi"}'
+    python run.py login ACCOUNT [--qr]   # phone code (and 2FA) or QR, at the terminal
+    python run.py export-session ACCOUNT # print the account's StringSession
+    python run.py import-session ACCOUNT < string.txt
 
 Exit codes: 0 success, 1 a request failed, 2 bad configuration or arguments,
-3 an address is owned by another node.
+3 an address is owned by another node (or its session file is locked).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
+import time
 from pathlib import Path
 
 import msgspec
 import structlog
+from telethon.sessions import StringSession
 
+from actors.session import open_session_file, session_address, session_path
 from config import ConfigError, Settings, load_settings
 from protocols.broker import GetStatus, Status
 from protocols.codec import FrameError, body_from_json, body_to_json
+from protocols.errors import Timeout
+from protocols.session import (
+    CodeSent,
+    ExportSession,
+    GetSessionStatus,
+    LoggedIn,
+    PasswordNeeded,
+    QrLogin,
+    QrLoginState,
+    QrLoginStatus,
+    SessionExport,
+    SessionStatus,
+    StartLogin,
+    StartQrLogin,
+    SubmitCode,
+    SubmitPassword,
+    User,
+)
 from runtime.client import Client
 from runtime.errors import AddressTakenError, RequestError
 from runtime.launcher import (
     parse_actor_specs,
+    reach_session,
     session_actors,
     start_broker,
     start_node,
     wait_for_signal,
 )
+from runtime.locks import SessionFileLock, SessionLockedError
 from runtime.logging import configure_logging
+from runtime.qr import to_terminal
 from sandbox.demo import start_demo
 
 log = structlog.get_logger("run")
 
-COMMANDS = ("run", "status", "call")
+COMMANDS = ("run", "status", "call", "login", "export-session", "import-session")
+_QR_ATTEMPTS = 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +76,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log.level, settings.log.format)
-    return {"run": _run, "status": _status, "call": _call}[args.command](settings, args)
+    commands = {
+        "run": _run,
+        "status": _status,
+        "call": _call,
+        "login": _login,
+        "export-session": _export_session,
+        "import-session": _import_session,
+    }
+    try:
+        return commands[args.command](settings, args)
+    except AddressTakenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except SessionLockedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
 
 
 def _with_default_command(argv: list[str]) -> list[str]:
@@ -93,6 +137,18 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("message", help='the body as JSON, e.g. {"type": "Echo", "text": "hi"}')
     call.add_argument("--timeout", type=float, default=10.0)
     call.add_argument("--idempotency-key", default="")
+
+    login = command("login", "log an account in: phone code (and 2FA password), or --qr")
+    login.add_argument("account")
+    login.add_argument("--qr", action="store_true", help="show a QR code to scan in the app")
+    login.add_argument("--phone", default=None, help="the phone number (default: from config)")
+
+    export = command("export-session", "print the account's session as a StringSession")
+    export.add_argument("account")
+
+    imp = command("import-session", "write the account's session file from a StringSession")
+    imp.add_argument("account")
+    imp.add_argument("--force", action="store_true", help="replace an existing session file")
     return parser
 
 
@@ -197,6 +253,131 @@ def _call(settings: Settings, args: argparse.Namespace) -> int:
             print(body_to_json(exc.error).decode())
             return 1
     print(body_to_json(reply).decode())
+    return 0
+
+
+def _login(settings: Settings, args: argparse.Namespace) -> int:
+    """Log an account in through its session actor (the one owner of its session)."""
+    address = session_address(args.account)
+    try:
+        with reach_session(settings, args.account) as client:
+            status = _settled_status(client, address)
+            if status.authorized and status.user is not None:
+                print(f"{args.account} is logged in as {_who(status.user)}")
+                return 0
+            if settings.accounts[args.account].kind == "bot":
+                print(f"error: bot {args.account} did not log in: {status.state}", file=sys.stderr)
+                return 1
+            if args.qr:
+                user = _qr_login(client, address)
+            else:
+                phone = args.phone or settings.accounts[args.account].phone
+                user = _code_login(client, address, phone or input("phone number: ").strip())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RequestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if user is None:
+        return 1
+    print(f"logged in as {_who(user)}")
+    return 0
+
+
+def _settled_status(client: Client, address: str) -> SessionStatus:
+    """The session's status once it has connected and knows whether it is authorized."""
+    for _ in range(60):
+        status = client.request(address, GetSessionStatus(), timeout=10)
+        assert isinstance(status, SessionStatus)
+        if status.state in ("authorized", "unauthorized"):
+            return status
+        time.sleep(0.5)
+    raise RequestError(Timeout(message=f"{address} did not connect (state {status.state})"))
+
+
+def _code_login(client: Client, address: str, phone: str) -> User:
+    sent = client.request(address, StartLogin(phone=phone), timeout=60)
+    assert isinstance(sent, CodeSent)
+    code = input(f"login code sent to {phone} ({sent.via or 'app'}): ").strip()
+    reply = client.request(address, SubmitCode(code=code), timeout=60)
+    if isinstance(reply, PasswordNeeded):
+        hint = f" (hint: {reply.hint})" if reply.hint else ""
+        reply = client.request(
+            address, SubmitPassword(password=getpass.getpass(f"2FA password{hint}: ")), timeout=60
+        )
+    assert isinstance(reply, LoggedIn)
+    return reply.user
+
+
+def _qr_login(client: Client, address: str) -> User | None:
+    for _ in range(_QR_ATTEMPTS):
+        qr = client.request(address, StartQrLogin(), timeout=60)
+        assert isinstance(qr, QrLogin)
+        print(to_terminal(qr.url))
+        print(f"Scan with Telegram (Settings > Devices > Link Desktop Device), or open {qr.url}")
+        while time.time() < qr.expires_at + 1:
+            state = client.request(address, QrLoginStatus(), timeout=10)
+            assert isinstance(state, QrLoginState)
+            if state.state == "done":
+                return state.user
+            if state.state == "expired":
+                break
+            time.sleep(1.0)
+        print("the QR code expired; here is a new one")
+    print(f"error: not scanned after {_QR_ATTEMPTS} codes", file=sys.stderr)
+    return None
+
+
+def _who(user: User) -> str:
+    name = " ".join(p for p in (user.first_name, user.last_name) if p)
+    handle = f" @{user.username}" if user.username else ""
+    return f"{name}{handle} (id {user.id})"
+
+
+def _export_session(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the account's StringSession (only if the operator is allowed to export it)."""
+    try:
+        with reach_session(settings, args.account) as client:
+            reply = client.request(session_address(args.account), ExportSession(), timeout=30)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RequestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    assert isinstance(reply, SessionExport)
+    print(reply.session_string)
+    return 0
+
+
+def _import_session(settings: Settings, args: argparse.Namespace) -> int:
+    """Write the account's session file from a StringSession read from stdin."""
+    if args.account not in settings.accounts:
+        print(f"error: account {args.account!r} is not configured", file=sys.stderr)
+        return 2
+    account = settings.account(args.account)
+    if account.session_string:
+        print(f"error: {args.account} uses session_string, not a session file", file=sys.stderr)
+        return 2
+    try:
+        source = StringSession(sys.stdin.read().strip())
+    except ValueError:
+        print("error: stdin does not hold a valid StringSession", file=sys.stderr)
+        return 2
+    path = session_path(args.account, account, settings.data_dir)
+    if path.exists() and not args.force:
+        print(f"error: {path} exists (use --force to replace it)", file=sys.stderr)
+        return 2
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with SessionFileLock(path):
+        path.unlink(missing_ok=True)
+        target = open_session_file(path)
+        target.set_dc(source.dc_id, source.server_address, source.port)
+        target.auth_key = source.auth_key
+        target.save()
+        target.close()
+    print(f"wrote {path} (mode 0600)")
     return 0
 
 

@@ -6,18 +6,23 @@ start the same parts the same way.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import signal
 import threading
-from collections.abc import Callable, Iterable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import structlog
 
 from actors.echo import EchoActor
 from actors.session import SessionActor, session_address
 from config import Settings
+from protocols.broker import GetStatus, Status
 from runtime.actor import ActorFactory
-from runtime.broker import Broker, BrokerOptions
+from runtime.broker import BROKER_ADDRESS, Broker, BrokerOptions
+from runtime.client import Client
+from runtime.errors import RequestError
 from runtime.node import Node, NodeOptions
 from runtime.supervisor import RestartPolicy
 
@@ -106,6 +111,37 @@ def session_actors(settings: Settings, accounts: Iterable[str]) -> dict[str, Act
             data_dir=settings.data_dir,
         )
     return hosted
+
+
+@contextlib.contextmanager
+def reach_session(settings: Settings, account: str) -> Iterator[Client]:
+    """A client (identity ``operator:…``) that reaches ``session:<account>``.
+
+    Through the running system if it hosts the account; otherwise through a broker and
+    node started here for the duration (so the account still has exactly one owner).
+    Raises ValueError for an unknown account, AddressTakenError if another node owns it.
+    """
+    actors = session_actors(settings, [account])
+    client = Client(settings.runtime.broker_endpoint, identity=f"operator:{uuid.uuid4().hex[:12]}")
+    broker: Broker | None = None
+    node: Node | None = None
+    try:
+        try:
+            status = client.request(BROKER_ADDRESS, GetStatus(), timeout=1.0)
+        except RequestError:
+            status = None
+        if not isinstance(status, Status):
+            broker = start_broker(settings, local=True)
+            node = start_node(settings, actors, local=True)
+        elif session_address(account) not in {a.address for a in status.addresses}:
+            node = start_node(settings, actors)
+        yield client
+    finally:
+        client.close()
+        if node is not None:
+            node.stop()
+        if broker is not None:
+            broker.stop()
 
 
 def wait_for_signal() -> None:

@@ -1,0 +1,98 @@
+"""The operator commands: ``run.py login``, ``export-session``, ``import-session``."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+
+from protocols import session as s
+from runtime.client import Client
+from tests.runtime.support import REPO, Proc
+from tests.session.conftest import Sessions
+
+
+def _login(sessions: Sessions, account: str, phone: str) -> subprocess.CompletedProcess[str]:
+    """``run.py login ACCOUNT`` typed at a terminal: read the prompt, answer with the code."""
+    assert sessions.sandbox is not None
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "run.py"), "login", account],
+        cwd=sessions.tmp,
+        env=sessions.env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    prompt = ""
+    while not prompt.endswith(": "):
+        char = proc.stdout.read(1)
+        assert char, f"no prompt; stderr: {proc.stderr.read() if proc.stderr else ''}"
+        prompt += char
+    assert f"login code sent to {phone}" in prompt
+    code = sessions.sandbox.control.last_login_code(phone)
+    out, err = proc.communicate(f"{code}\n", timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, prompt + out, err)
+
+
+def test_login_at_the_terminal_then_export_and_import(sessions: Sessions) -> None:
+    phone, user = sessions.add_user("alice", export_allowed='["operator:*"]')
+    sessions.add_user("bob")
+
+    done = _login(sessions, "alice", phone)
+    assert done.returncode == 0, done.stderr
+    assert f"logged in as Alice @{user.username} (id {user.id})" in done.stdout
+
+    again = sessions.command("login", "alice")
+    assert again.returncode == 0, again.stderr
+    assert "alice is logged in as Alice" in again.stdout
+    session_file = sessions.data_dir / "sessions" / "alice.session"
+    assert stat.S_IMODE(session_file.stat().st_mode) == 0o600
+
+    exported = sessions.command("export-session", "alice")
+    assert exported.returncode == 0, exported.stderr
+    string = exported.stdout.strip()
+    assert len(string) > 300
+    assert string not in exported.stderr  # printed once, on stdout only
+
+    refused = sessions.command("export-session", "bob")
+    assert refused.returncode == 1
+    assert "may not export bob's session" in refused.stderr
+
+    imported = subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "import-session", "bob", "--force"],
+        cwd=sessions.tmp,
+        env=sessions.env(),
+        input=string,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert imported.returncode == 0, imported.stderr
+    bob_file = sessions.data_dir / "sessions" / "bob.session"
+    assert stat.S_IMODE(bob_file.stat().st_mode) == 0o600
+
+    # Bob's session now carries Alice's authorization.
+    broker = sessions.run("--role", "broker", name="broker")
+    sessions.node("n1", "bob")
+    with Client(sessions.broker) as client:
+        sessions.wait_state(client, "bob", "authorized")
+        me = client.request("session:bob", s.GetMe(), timeout=10)
+    assert isinstance(me, s.Me) and me.user.id == user.id
+    assert isinstance(broker, Proc)
+
+
+def test_import_refuses_garbage_and_an_owned_file(sessions: Sessions) -> None:
+    sessions.add_user("carol")
+    bad = subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "import-session", "carol"],
+        cwd=sessions.tmp,
+        env=sessions.env(),
+        input="not a session string",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert "does not hold a valid StringSession" in bad.stderr
