@@ -106,10 +106,6 @@ def _random_exponent() -> int:
     return int.from_bytes(os.urandom(256), "big")
 
 
-def _int128(value: int) -> bytes:
-    return value.to_bytes(16, "little", signed=True)
-
-
 def _padded(data: bytes, block: int = 16) -> bytes:
     return data + os.urandom(-len(data) % block)
 
