@@ -11,11 +11,16 @@ from typing import Any
 
 from telethon import errors as tg_errors
 from telethon import utils
+from telethon.errors.rpcerrorlist import rpc_errors_dict, rpc_errors_re
 from telethon.tl import types
 
 from protocols import errors
 from protocols.session import Button, ChatMessage, Dialog, Peer, User
 
+# Telegram's error name of each of Telethon's error classes: an instance of a known class
+# carries only its HTTP-like kind (``BAD_REQUEST``) in ``message``, not the name.
+_ERROR_NAMES: dict[type, str] = {cls: name for name, cls in rpc_errors_dict.items()}
+_ERROR_NAMES.update({cls: pattern.replace("(\\d+)", "X") for pattern, cls in rpc_errors_re})
 # Telegram errors that mean "no such thing" rather than "you did it wrong".
 _NOT_FOUND = frozenset(
     {
@@ -122,7 +127,7 @@ def error(exc: BaseException, method: str = "") -> errors.Error | None:
             retry_after=float(exc.seconds), method=method, message=f"FLOOD_WAIT_{exc.seconds}"
         )
     if isinstance(exc, tg_errors.RPCError):
-        name = exc.message or type(exc).__name__
+        name = _ERROR_NAMES.get(type(exc)) or exc.message or type(exc).__name__
         text = f"{name}: {_describe(exc)}"
         if isinstance(exc, tg_errors.UnauthorizedError) or name in _FORBIDDEN:
             return errors.Unauthorized(message=text)
