@@ -24,7 +24,7 @@ from sandbox.keys import SandboxKey
 from sandbox.server import MTProtoServer
 from sandbox.world import World
 
-__all__ = ["WORLD_FILE", "Sandbox", "SandboxThread"]
+__all__ = ["WORLD_FILE", "Sandbox", "SandboxThread", "ephemeral_key"]
 
 #: The world's file inside a data directory.
 WORLD_FILE = "world.json"
@@ -33,9 +33,11 @@ T = TypeVar("T")
 
 
 @functools.cache
-def _ephemeral_key() -> SandboxKey:
-    # Generating a 2048-bit key in pure Python takes seconds; sandboxes without a data
-    # directory (most tests) share one per process.
+def ephemeral_key() -> SandboxKey:
+    """The process-wide RSA key of sandboxes started without a data directory or key.
+
+    Generating a 2048-bit key in pure Python takes seconds, so it is made once per process.
+    """
     return SandboxKey.generate()
 
 
@@ -69,19 +71,22 @@ class Sandbox:
         host: str = "127.0.0.1",
         port: int = 0,
         control_port: int = 0,
+        key: SandboxKey | None = None,
     ) -> Sandbox:
         """Start serving MTProto on ``host:port`` and the control API on ``host:control_port``.
 
-        Port 0 picks a free port. Raises OSError when an address is taken and
-        ValueError when the data directory holds an unreadable key or world.
+        Port 0 picks a free port. ``key`` overrides the RSA key (by default the data
+        directory's, created there on first use, or :func:`ephemeral_key`). Raises OSError
+        when an address is taken and ValueError when the data directory holds an
+        unreadable key or world.
         """
         directory = Path(data_dir) if data_dir is not None else None
-        if directory is not None:
-            key = await asyncio.to_thread(SandboxKey.load_or_create, directory)
-            world = World(directory / WORLD_FILE)
-        else:
-            key = await asyncio.to_thread(_ephemeral_key)
-            world = World()
+        if key is None:
+            if directory is not None:
+                key = await asyncio.to_thread(SandboxKey.load_or_create, directory)
+            else:
+                key = await asyncio.to_thread(ephemeral_key)
+        world = World(directory / WORLD_FILE if directory is not None else None)
         server = MTProtoServer(world, key, host=host, port=port)
         await server.start()
         world.host, world.port = host, server.port

@@ -13,10 +13,11 @@ from types import SimpleNamespace
 import pytest
 from telethon import functions
 
-from sandbox import Sandbox
+from sandbox import Sandbox, ephemeral_key
 from sandbox.backend import RpcError
 from sandbox.client import new_client
 from sandbox.http import ControlClient
+from sandbox.keys import PRIVATE_KEY_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def standalone(tmp_path: Path):
     """``python -m sandbox`` in a child process; yields the JSON line it printed."""
+    # Seed the data directory with this process's key: generating one takes seconds.
+    private = tmp_path / PRIVATE_KEY_FILE
+    private.write_bytes(ephemeral_key().private.save_pkcs1())
+    private.chmod(0o600)
     proc = subprocess.Popen(
         [sys.executable, "-m", "sandbox", "--data-dir", str(tmp_path)],
         cwd=ROOT,
