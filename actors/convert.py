@@ -83,10 +83,12 @@ def buttons(markup: Any) -> list[list[Button]]:
     for row in markup.rows:
         out = []
         for b in row.buttons:
-            if isinstance(b, types.KeyboardButtonCallback):
-                out.append(Button(text=b.text, data=b.data or b""))
-            elif isinstance(b, types.KeyboardButtonUrl):
-                out.append(Button(text=b.text, url=b.url))
+            # This layer's inline buttons are KeyboardInlineButton(text, type=...).
+            kind = getattr(b, "type", None)
+            if isinstance(kind, types.InlineButtonTypeCallback):
+                out.append(Button(text=b.text, data=kind.data or b""))
+            elif isinstance(kind, types.InlineButtonTypeUrl):
+                out.append(Button(text=b.text, url=kind.url))
             else:
                 out.append(Button(text=getattr(b, "text", "")))
         rows.append(out)
