@@ -313,8 +313,16 @@ class World:
                 self.push_to_key(key_id, updates)
 
     def forget_auth_key(self, key_id: int) -> None:
-        """Drop an auth key as if the server lost it: the core answers -404 from now on."""
-        self.state.auth_keys.pop(key_id, None)
+        """Drop an auth key as if the server lost it: the core answers -404 from now on.
+
+        A short key's StringSession alias (the key padded with zeros to 256 bytes, which
+        the core registers too) goes with it.
+        """
+        rec = self.state.auth_keys.pop(key_id, None)
+        if rec is not None and len(rec.key) < 256:
+            alias = rec.key.ljust(256, b"\x00")
+            for other in [k for k in self.state.auth_keys.values() if k.key == alias]:
+                del self.state.auth_keys[other.key_id]
         for session in self.sessions.pop(key_id, []):
             session.close()
         self.save()
