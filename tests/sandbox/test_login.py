@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from telethon import errors
-from telethon.tl import functions
+from telethon.tl import functions, types
 
 from sandbox import Sandbox
 from tests.sandbox.conftest import Clients, next_phone
@@ -89,3 +89,26 @@ async def test_unimplemented_method_answers_an_rpc_error(clients: Clients) -> No
         await client(functions.messages.GetAllStickersRequest(hash=0))
     # The connection survived: the next call works.
     assert (await client.get_me()) is not None
+
+
+async def test_config_points_at_the_sandbox(clients: Clients, sandbox: Sandbox) -> None:
+    client, _ = await clients.user()
+    config = await client(functions.help.GetConfigRequest())
+    assert config.this_dc == 2
+    assert {(o.ip_address, o.port) for o in config.dc_options} == {(sandbox.host, sandbox.port)}
+    nearest = await client(functions.help.GetNearestDcRequest())
+    assert nearest.this_dc == nearest.nearest_dc == 2
+
+
+async def test_user_lookups(clients: Clients) -> None:
+    client, account = await clients.user("Looker", username="looker")
+    bot = clients.sandbox.control.create_bot("lookup_bot")
+    entity = await client.get_entity("lookup_bot")
+    assert entity.bot and entity.id == bot.id and entity.access_hash == bot.access_hash
+    full = await client(functions.users.GetFullUserRequest(entity))
+    assert full.full_user.id == bot.id and full.full_user.bot_info is not None
+    wrong = types.InputUser(bot.id, access_hash=bot.access_hash + 1)
+    # A wrong access hash is left out of the answer, as Telegram does.
+    assert await client(functions.users.GetUsersRequest([wrong])) == []
+    [me] = await client(functions.users.GetUsersRequest([types.InputUserSelf()]))
+    assert me.is_self and me.username == "looker" and me.id == account.id

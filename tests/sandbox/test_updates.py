@@ -68,7 +68,8 @@ async def test_user_message_reaches_bot_and_reply_comes_back(clients: Clients) -
 
     @bot.on(events.NewMessage(pattern="/start"))
     async def start(event) -> None:
-        await event.reply("hello " + (await event.get_sender()).first_name)
+        async with event.client.action(event.chat_id, "typing"):  # messages.setTyping
+            await event.reply("hello " + (await event.get_sender()).first_name)
 
     user, account = await clients.user("Alice")
     replies = collect(user, events.NewMessage(incoming=True))
