@@ -272,6 +272,7 @@ class SessionActor(Actor):
         if authorized:
             self._me = await client.get_me()
             self._set_state("authorized")
+            _catch_up_channels(client)
             await client.catch_up()
         else:
             self._set_state("unauthorized", "log in with `run.py login`")
@@ -625,6 +626,20 @@ class SessionActor(Actor):
             message_id=event.message_id or 0,
         )
         self.ctx.publish(f"bot.{self.account}", query)
+
+
+def _catch_up_channels(client: TelegramClient) -> None:
+    """Make the client fetch the difference of every channel whose pts it knows.
+
+    ``catch_up`` only asks for the account's difference, and Telegram does not report
+    channel posts missed while disconnected there (the account's pts did not move), so
+    without this they would only come after Telethon's 15-minute no-updates timeout. The
+    update loop picks the marked channels up once ``catch_up`` wakes it.
+    """
+    box = client._message_box
+    for entry in list(box.map):
+        if isinstance(entry, int):  # channel ids; the account and secret entries are not
+            box.try_begin_get_diff(entry, "reconnect")
 
 
 def _random_id(account: str, key: str) -> int:
