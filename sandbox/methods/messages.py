@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from bisect import bisect_left
+from collections.abc import Sequence
 from datetime import datetime
 
 from telethon.tl import functions, types
@@ -11,14 +13,14 @@ from telethon.tl.tlobject import TLObject
 
 from sandbox.backend import RpcError
 from sandbox.methods import Call, handles
-from sandbox.world import ChannelRec, now, timestamp
+from sandbox.world import BoxMessage, ChannelMessage, ChannelRec, now, timestamp
 
 MAX_HISTORY_LIMIT = 100
 MAX_MESSAGE_LENGTH = 4096
 
 
 def _window(
-    ids_dates: list[tuple[int, int]],
+    oldest_first: Sequence[BoxMessage] | Sequence[ChannelMessage],
     offset_id: int,
     offset_date: datetime | None,
     add_offset: int,
@@ -26,25 +28,29 @@ def _window(
     max_id: int,
     min_id: int,
 ) -> list[int]:
-    """Indexes into ``ids_dates`` (newest first) that a getHistory page returns.
+    """Indexes into ``oldest_first`` of the messages a getHistory page returns, newest first.
 
     Telegram's rules: start at the first message older than ``offset_id`` (or
     ``offset_date``), shift by ``add_offset`` (negative reaches newer messages), take
-    ``limit``, then keep only ids strictly between ``min_id`` and ``max_id``.
+    ``limit``, then keep only ids strictly between ``min_id`` and ``max_id``. Ids and
+    dates only grow, so the start is found by bisection.
     """
-    start = 0
+    count = len(oldest_first)
+    newer = 0  # how many messages precede the page, counting from the newest
     stamp = timestamp(offset_date)  # an absent date arrives as the epoch
     if offset_id:
-        start = next((i for i, (mid, _) in enumerate(ids_dates) if mid < offset_id), len(ids_dates))
+        newer = count - bisect_left(oldest_first, offset_id, key=lambda m: m.id)
     elif stamp:
-        start = next((i for i, (_, d) in enumerate(ids_dates) if d < stamp), len(ids_dates))
-    lo = start + add_offset
+        newer = count - bisect_left(oldest_first, stamp, key=lambda m: m.date)
+    lo = newer + add_offset
     hi = lo + max(0, min(limit, MAX_HISTORY_LIMIT))
-    return [
-        i
-        for i in range(max(lo, 0), min(hi, len(ids_dates)))
-        if (not min_id or ids_dates[i][0] > min_id) and (not max_id or ids_dates[i][0] < max_id)
-    ]
+    picked = []
+    for rank in range(max(lo, 0), min(hi, count)):
+        index = count - 1 - rank
+        msg_id = oldest_first[index].id
+        if (not min_id or msg_id > min_id) and (not max_id or msg_id < max_id):
+            picked.append(index)
+    return picked
 
 
 @handles(functions.messages.GetHistoryRequest, bots=False)
@@ -67,8 +73,8 @@ async def get_history(
     )
     if isinstance(peer, ChannelRec):
         channel = call.readable_channel(query.peer)
-        posts = channel.messages[::-1]
-        picked = _window([(m.id, m.date) for m in posts], *window)
+        posts = channel.messages
+        picked = _window(posts, *window)
         messages = [world.channel_message_view(channel, posts[i], me.id) for i in picked]
         users, chats = world.entities_for(messages, me.id)
         if all(c.id != channel.id for c in chats):
@@ -81,8 +87,8 @@ async def get_history(
             chats=chats,
             users=users,
         )
-    chat = world.chat_messages(me, peer.id)[::-1]
-    picked = _window([(m.id, m.date) for m in chat], *window)
+    chat = world.chat_messages(me, peer.id)
+    picked = _window(chat, *window)
     messages = [world.box_message_view(me, chat[i]) for i in picked]
     users, chats = world.entities_for(messages, me.id, extra_users=[peer.id])
     if len(messages) == len(chat):
