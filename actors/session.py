@@ -542,7 +542,13 @@ class SessionActor(Actor):
         return s.LoggedIn(user=convert.user(self._me))
 
     async def _log_out(self, body: s.LogOut, env: Envelope) -> Message:
-        await self._telegram("LogOutRequest", env, lambda: self.client.log_out())
+        # Not client.log_out(): it deletes the session file and sets client.session to
+        # None, leaving the actor without a usable client (and the account unable to log in
+        # again). Log out on Telegram and forget who we were, keeping the session.
+        request = functions.auth.LogOutRequest()
+        await self._telegram("LogOutRequest", env, lambda: self.client(request))
+        self.client._mb_entity_cache.set_self_user(None, None, None)
+        self.client._authorized = False
         self._me = None
         self._set_state("unauthorized", "logged out")
         return s.LoggedOut()
