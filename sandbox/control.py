@@ -52,6 +52,7 @@ class Channel(msgspec.Struct):
     username: str | None
     members: list[int]
     pts: int
+    invite_link: str
 
 
 class Button(msgspec.Struct):
@@ -126,6 +127,7 @@ def _channel(channel: ChannelRec) -> Channel:
         username=channel.username,
         members=list(channel.members),
         pts=channel.pts,
+        invite_link=f"https://t.me/+{channel.invite_hash}",
     )
 
 
@@ -179,6 +181,7 @@ class Control:
         "flood",
         "drop",
         "delay",
+        "stall",
         "clear_faults",
         "forget_auth_keys",
         "set_limits",
@@ -208,7 +211,7 @@ class Control:
     def create_channel(
         self, title: str, username: str | None = None, creator_id: int | None = None
     ) -> Channel:
-        """Create a broadcast channel (public when it has a username)."""
+        """Create a broadcast channel (public when it has a username; ``invite_link`` joins)."""
         return _channel(self.world.create_channel(title, username, creator_id))
 
     def add_member(self, channel_id: int, user_id: int, admin: bool = False) -> Channel:
@@ -357,6 +360,12 @@ class Control:
         return self.faults.add(
             "delay", method, seconds=seconds, count=count, duration=duration, user_id=user_id
         )
+
+    def stall(self, user_id: int | None = None, duration: float | None = None) -> int:
+        """Make an account's connections (every account's with None) silent, until cleared
+        or for ``duration`` s: queries are held unanswered and updates are not pushed
+        (they are lost on the way, to be fetched as a difference)."""
+        return self.faults.add("stall", None, count=None, duration=duration, user_id=user_id)
 
     def clear_faults(self) -> None:
         """Remove every injected fault."""

@@ -1,4 +1,4 @@
-"""Fault injection for the sandbox: flood waits, dropped connections, delays.
+"""Fault injection for the sandbox: flood waits, dropped connections, delays, stalls.
 
 A fault matches a method (by its TL name, ``"messages.getHistory"``, or every method
 with ``None``) and optionally one account, and lasts for a number of calls, for a time
@@ -21,7 +21,10 @@ from telethon.tl.tlobject import TLObject
 
 from sandbox.backend import DropConnection, RpcError
 
-FaultKind = Literal["flood", "drop_before", "drop_after", "delay"]
+FaultKind = Literal["flood", "drop_before", "drop_after", "delay", "stall"]
+
+# How often a query held by a stall looks whether the stall is over.
+_STALL_POLL_S = 0.05
 
 
 def method_name(request_type: type[TLObject]) -> str:
@@ -88,7 +91,7 @@ class Faults:
         user_id: int | None = None,
     ) -> int:
         """Add a fault; returns its id. ``count=None`` and ``duration=None`` is forever."""
-        if kind not in ("flood", "drop_before", "drop_after", "delay"):
+        if kind not in ("flood", "drop_before", "drop_after", "delay", "stall"):
             raise ValueError(f"unknown fault kind {kind!r}")
         fault = Fault(
             id=next(self._ids),
@@ -129,14 +132,21 @@ class Faults:
                 return fault
         return None
 
+    def stalled(self, user_id: int | None) -> bool:
+        """Whether the account's connections are stalled: nothing answered, nothing pushed."""
+        return any(f.kind == "stall" and f.matches("", user_id) for f in self._faults)
+
     async def before(self, method: str, user_id: int | None) -> None:
         """Apply faults due before a query executes.
 
-        Sleeps for a matching delay, then raises DropConnection (``drop_before``) or
-        RpcError 420 ``FLOOD_WAIT_<seconds>`` (``flood``).
+        Holds the query while a matching stall lasts and sleeps for a matching delay, then
+        raises DropConnection (``drop_before``) or RpcError 420 ``FLOOD_WAIT_<seconds>``
+        (``flood``).
         """
         if not self._faults:
             return
+        while any(f.kind == "stall" and f.matches(method, user_id) for f in self._faults):
+            await asyncio.sleep(_STALL_POLL_S)
         delay = self._take("delay", method, user_id)
         if delay is not None:
             await asyncio.sleep(delay.seconds)

@@ -124,6 +124,7 @@ class ChannelRec(msgspec.Struct):
     pts: int = 1  # as in Telegram, 0 is never a valid pts
     last_msg_id: int = 0
     messages: list[ChannelMessage] = []
+    invite_hash: str = ""  # of the invite link https://t.me/+<invite_hash>
 
 
 class AuthKeyRec(msgspec.Struct):
@@ -214,18 +215,23 @@ class World:
         self.calls: dict[str, int] = {}
         self._dispatch: dict[type, Method] | None = None
         self._by_username: dict[str, tuple[str, int]] = {}
+        self._by_invite: dict[str, int] = {}
         self._reindex()
 
     # ------------------------------------------------------------------ persistence
 
     def _reindex(self) -> None:
         self._by_username = {}
+        self._by_invite = {}
         for user in self.state.users.values():
             if user.username:
                 self._by_username[user.username.lower()] = ("user", user.id)
         for channel in self.state.channels.values():
             if channel.username:
                 self._by_username[channel.username.lower()] = ("channel", channel.id)
+            if not channel.invite_hash:
+                channel.invite_hash = secrets.token_urlsafe(12)
+            self._by_invite[channel.invite_hash] = channel.id
 
     def save(self) -> None:
         """Write the world to ``path`` atomically (no-op without a path).
@@ -299,7 +305,13 @@ class World:
         return [k.key_id for k in self.state.auth_keys.values() if k.user_id == user_id]
 
     def push_to_key(self, key_id: int, updates: TLObject) -> bool:
-        """Push to the newest live session of one auth key; False if none is connected."""
+        """Push to the newest live session of one auth key; False if none is connected.
+
+        A stalled account's pushes are lost on the way (False), as on a silent connection.
+        """
+        key = self.state.auth_keys.get(key_id)
+        if key is not None and self.faults.stalled(key.user_id):
+            return False
         session = self.live_session(key_id)
         if session is None:
             return False
@@ -346,6 +358,13 @@ class World:
     def by_username(self, username: str) -> tuple[str, int] | None:
         """``("user" | "channel", id)`` for a public username (case-insensitive)."""
         return self._by_username.get(username.lstrip("@").lower())
+
+    def by_invite(self, invite_hash: str) -> ChannelRec:
+        """The channel an invite link hash opens; raises RpcError 400 INVITE_HASH_INVALID."""
+        channel_id = self._by_invite.get(invite_hash)
+        if channel_id is None:
+            raise RpcError(400, "INVITE_HASH_INVALID")
+        return self.state.channels[channel_id]
 
     def user_by_phone(self, phone: str) -> UserRec | None:
         """The account registered with this phone number, if any."""
@@ -450,7 +469,9 @@ class World:
             creator_id=creator_id,
             admins=list(members),
             members=list(members),
+            invite_hash=secrets.token_urlsafe(12),
         )
+        self._by_invite[channel.invite_hash] = channel.id
         self.state.channels[channel.id] = channel
         self.save()
         return channel

@@ -329,3 +329,48 @@ async def read_history(
     """Accepted; the sandbox keeps no read state (pts unchanged)."""
     call.input_peer(query.peer)
     return types.messages.AffectedMessages(pts=call.me.pts, pts_count=0)
+
+
+@handles(functions.messages.CheckChatInviteRequest, bots=False)
+async def check_chat_invite(
+    call: Call, query: functions.messages.CheckChatInviteRequest
+) -> types.TypeChatInvite:
+    """What an invite link opens: chatInviteAlready for members, else a chatInvite preview.
+
+    Raises INVITE_HASH_INVALID.
+    """
+    world, me = call.world, call.me
+    channel = world.by_invite(query.hash)
+    if me.id in channel.members:
+        return types.ChatInviteAlready(chat=world.channel_view(channel, me.id))
+    return types.ChatInvite(
+        title=channel.title,
+        photo=types.PhotoEmpty(id=0),
+        participants_count=len(channel.members),
+        color=0,
+        channel=True,
+        broadcast=True,
+        public=channel.username is not None,
+    )
+
+
+@handles(functions.messages.ImportChatInviteRequest, bots=False)
+async def import_chat_invite(
+    call: Call, query: functions.messages.ImportChatInviteRequest
+) -> types.Updates:
+    """Join the channel behind an invite link (private ones too).
+
+    Raises INVITE_HASH_INVALID / USER_ALREADY_PARTICIPANT.
+    """
+    world, me = call.world, call.me
+    channel = world.by_invite(query.hash)
+    if me.id in channel.members:
+        raise RpcError(400, "USER_ALREADY_PARTICIPANT")
+    world.add_member(channel, me.id)
+    return types.Updates(
+        updates=[types.UpdateChannel(channel_id=channel.id)],
+        users=[],
+        chats=[world.channel_view(channel, me.id)],
+        date=now(),
+        seq=0,
+    )

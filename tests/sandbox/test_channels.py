@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from telethon import errors, functions, types
+from telethon import errors, functions, types, utils
 
 from sandbox import Sandbox
 from tests.sandbox.conftest import Clients
@@ -130,3 +130,25 @@ async def test_bots_cannot_read_history(clients: Clients, news: int) -> None:
     channel = await client.get_entity("news")
     with pytest.raises(errors.BotMethodInvalidError):
         await client.get_messages(channel, limit=1)
+
+
+async def test_join_a_private_channel_by_invite_link(clients: Clients, sandbox: Sandbox) -> None:
+    client, account = await clients.user()
+    secret = sandbox.control.create_channel("Invite only")
+    sandbox.control.post(secret.id, "welcome")
+    invite_hash, is_invite = utils.parse_username(secret.invite_link)
+    assert is_invite
+    preview = await client(functions.messages.CheckChatInviteRequest(invite_hash))
+    assert isinstance(preview, types.ChatInvite) and preview.title == "Invite only"
+    joined = await client(functions.messages.ImportChatInviteRequest(invite_hash))
+    assert (
+        joined.chats[0].id == secret.id and account.id in sandbox.control.channel(secret.id).members
+    )
+    again = await client(functions.messages.CheckChatInviteRequest(invite_hash))
+    assert isinstance(again, types.ChatInviteAlready)
+    [message] = await client.get_messages(again.chat, limit=1)
+    assert message.text == "welcome"
+    with pytest.raises(errors.UserAlreadyParticipantError):
+        await client(functions.messages.ImportChatInviteRequest(invite_hash))
+    with pytest.raises(errors.InviteHashInvalidError):
+        await client(functions.messages.CheckChatInviteRequest("nope"))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from telethon import errors, functions
+from telethon import errors, functions, types
 
 from sandbox.control import Control
-from tests.sandbox.conftest import Clients
+from tests.sandbox.conftest import DELIVERY_TIMEOUT, Clients
 
 HISTORY = "messages.getHistory"
 
@@ -103,6 +105,25 @@ async def test_delay_slows_answers_down(clients: Clients) -> None:
     for _ in range(2):
         assert len(await client.get_messages(news, limit=2)) == 2
     assert control.faults.active() == []
+
+
+async def test_stall_holds_answers_and_loses_pushes_until_cleared(clients: Clients) -> None:
+    client, account = await clients.user()
+    control = clients.sandbox.control
+    channel = control.create_channel("Quiet", username="quiet")
+    control.add_member(channel.id, account.id)
+    await client.get_entity("quiet")
+    control.stall(user_id=account.id)
+    held = asyncio.ensure_future(client.get_me())
+    control.post(channel.id, "lost on the way")
+    # Nothing answers or pushes while the stall lasts (a lost push reports False).
+    assert not clients.sandbox.world.push_to_user(account.id, types.UpdatesTooLong())
+    done, _ = await asyncio.wait([held], timeout=0.5)
+    assert not done
+    control.clear_faults()
+    assert (await asyncio.wait_for(held, DELIVERY_TIMEOUT)).id == account.id
+    # Only the push was lost: the post is in the channel.
+    assert [m.text for m in await client.get_messages("quiet", limit=1)] == ["lost on the way"]
 
 
 async def test_forgotten_auth_key_ends_the_client(clients: Clients) -> None:
