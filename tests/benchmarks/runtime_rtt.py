@@ -19,7 +19,9 @@ processes drifts: only the ratios from one run mean anything, not the absolute n
 Reported: round trips/s (median of the rounds), p50 and p99 latency (all rounds'
 samples pooled), CPU time per round trip of the server process and of the client
 process, and the resident memory (VmRSS) of the broker+node process after the run. The
-last line printed is one JSON object with these figures; ``ratio_N`` is ours / raw.
+last line printed is one JSON object with these figures; ``ratio_N`` is ours / raw, the
+median of the per-round ratios (each ours measurement against the raw one just before
+it, so that both saw the same machine).
 
     python tests/benchmarks/runtime_rtt.py --quick    # under a minute
     python tests/benchmarks/runtime_rtt.py            # longer rounds, steadier numbers
@@ -78,8 +80,8 @@ class Mode:
     warmup_s: float
 
 
-QUICK = Mode(rounds=4, seconds=1.5, warmup_s=0.3)
-FULL = Mode(rounds=6, seconds=5.0, warmup_s=0.5)
+QUICK = Mode(rounds=8, seconds=0.75, warmup_s=0.15)
+FULL = Mode(rounds=12, seconds=2.5, warmup_s=0.25)
 
 
 @dataclass
@@ -401,11 +403,15 @@ def report(
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
         "",
         f"{'':30}{'ours':>12}{'raw':>12}{'ours/raw':>10}",
+        "(round trips/s: median of the rounds; ours/raw: median of the per-round ratios)",
     ]
     figures: dict[str, float | int] = {}
     for n in INFLIGHT:
         ours, raw = Summary.of(results["ours", n]), Summary.of(results["raw", n])
-        ratio = ours.per_s / raw.per_s
+        ratios = [
+            o.per_s / r.per_s for o, r in zip(results["ours", n], results["raw", n], strict=True)
+        ]
+        ratio = statistics.median(ratios)
         rows += [
             f"{n} in flight",
             f"  {'round trips/s':28}{ours.per_s:>12,.0f}{raw.per_s:>12,.0f}{ratio:>10.2f}",
@@ -417,8 +423,9 @@ def report(
             f"{ours.server_cpu_us / raw.server_cpu_us:>10.2f}",
             f"  {'client CPU per rt (us)':28}{ours.client_cpu_us:>12.1f}{raw.client_cpu_us:>12.1f}"
             f"{ours.client_cpu_us / raw.client_cpu_us:>10.2f}",
-            f"  rounds, ours rt/s: {' '.join(f'{v:,.0f}' for v in ours.per_s_rounds)}",
-            f"  rounds, raw rt/s:  {' '.join(f'{v:,.0f}' for v in raw.per_s_rounds)}",
+            f"  per round, ours k rt/s:  {' '.join(f'{v / 1000:5.1f}' for v in ours.per_s_rounds)}",
+            f"  per round, raw k rt/s:   {' '.join(f'{v / 1000:5.1f}' for v in raw.per_s_rounds)}",
+            f"  per round, ours/raw:     {' '.join(f'{v:5.2f}' for v in ratios)}",
         ]
         figures |= {
             f"rtt_per_s_{n}": round(ours.per_s),
