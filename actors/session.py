@@ -266,16 +266,22 @@ class SessionActor(Actor):
         self._last_activity = time.monotonic()
         self._set_state("connected")
         authorized = await client.is_user_authorized()
+        refused = ""
         if not authorized and self.settings.kind == "bot" and self.settings.bot_token:
-            await client.sign_in(bot_token=self.settings.bot_token.reveal())
-            authorized = True
+            try:
+                await client.sign_in(bot_token=self.settings.bot_token.reveal())
+                authorized = True
+            except tg_errors.BadRequestError as exc:
+                # ACCESS_TOKEN_INVALID and the like: no reconnect fixes the token, so
+                # report it instead of retrying the login forever.
+                refused = f"bot token refused: {type(exc).__name__}"
         if authorized:
             self._me = await client.get_me()
             self._set_state("authorized")
             _catch_up_channels(client)
             await client.catch_up()
         else:
-            self._set_state("unauthorized", "log in with `run.py login`")
+            self._set_state("unauthorized", refused or "log in with `run.py login`")
         self._connected.set()
 
     async def _ping(self) -> None:
