@@ -318,11 +318,16 @@ class World:
         session.push(updates)
         return True
 
-    def push_to_user(self, user_id: int, updates: TLObject, *, skip_key: int | None = None) -> None:
-        """Push to every auth key logged in as ``user_id`` (except ``skip_key``)."""
+    def push_to_user(self, user_id: int, updates: TLObject, *, skip_key: int | None = None) -> bool:
+        """Push to every auth key logged in as ``user_id`` (except ``skip_key``).
+
+        True when at least one connected session got it.
+        """
+        delivered = False
         for key_id in self.keys_of(user_id):
-            if key_id != skip_key:
-                self.push_to_key(key_id, updates)
+            if key_id != skip_key and self.push_to_key(key_id, updates):
+                delivered = True
+        return delivered
 
     def forget_auth_key(self, key_id: int) -> None:
         """Drop an auth key as if the server lost it: the core answers -404 from now on.
