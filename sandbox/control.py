@@ -74,6 +74,14 @@ class Message(msgspec.Struct):
     buttons: list[list[Button]] = []
 
 
+class CallbackAnswer(msgspec.Struct):
+    """A bot's answer to a pressed inline button."""
+
+    message: str | None
+    alert: bool
+    url: str | None
+
+
 def _markup(buttons: ButtonsSpec | None) -> TLObject | None:
     if not buttons:
         return None
@@ -170,6 +178,7 @@ class Control:
         "remove_member",
         "post",
         "send_message",
+        "press",
         "last_login_code",
         "inbox",
         "outbox",
@@ -273,6 +282,18 @@ class Control:
             raise RpcError(400, "USER_IS_BOT")
         markup = _markup(buttons) if src.bot else None
         return _box(src, self.world.send_private(src, dst, text, reply_markup=markup))
+
+    async def press(
+        self, account: int | str, bot: int | str, message_id: int, data: str
+    ) -> CallbackAnswer:
+        """Press an inline button as a user: ``message_id`` is the id in the user's inbox.
+
+        Waits for the bot's answer. Raises MESSAGE_ID_INVALID / BOT_RESPONSE_TIMEOUT.
+        """
+        answer = await self.world.press_button(
+            self._user(account), self._user(bot), message_id, data.encode()
+        )
+        return CallbackAnswer(message=answer.message, alert=bool(answer.alert), url=answer.url)
 
     def inbox(self, account: int | str, peer: int | str | None = None) -> list[Message]:
         """The messages an account received (from ``peer`` only, if given), oldest first."""

@@ -9,6 +9,7 @@ error answers 400 ``{"error": {"code": ..., "message": ...}}``, bad arguments 40
 
 from __future__ import annotations
 
+import inspect
 import json
 import urllib.error
 import urllib.request
@@ -69,6 +70,8 @@ class ControlServer:
             return _error(400, "BAD_REQUEST: body must be a JSON object")
         try:
             result = getattr(self.control, operation)(**kwargs)
+            if inspect.isawaitable(result):  # operations that wait, e.g. press
+                result = await result
         except RpcError as exc:
             return _error(exc.code, exc.message)
         except (TypeError, ValueError) as exc:

@@ -617,6 +617,48 @@ class World:
         owner.box.append(msg)
         return msg
 
+    async def press_button(
+        self, user: UserRec, bot: UserRec, msg_id: int, data: bytes
+    ) -> types.messages.BotCallbackAnswer:
+        """``user`` presses an inline button of message ``msg_id`` (an id in its own box).
+
+        The bot gets updateBotCallbackQuery; its messages.setBotCallbackAnswer is returned.
+        Raises RpcError MESSAGE_ID_INVALID (no such message from that bot in the chat) /
+        BOT_RESPONSE_TIMEOUT (no answer within ``limits.callback_timeout``).
+        """
+        msg = self.box_message(user, msg_id)
+        if not bot.bot or msg is None or msg.peer_id != bot.id or msg.sender_id != bot.id:
+            raise RpcError(400, "MESSAGE_ID_INVALID")
+        query_id = secrets.randbits(63)
+        answer: asyncio.Future[TLObject] = asyncio.get_running_loop().create_future()
+        self.callback_queries[query_id] = answer
+        self.callback_owners[query_id] = bot.id
+        update = types.UpdateBotCallbackQuery(
+            query_id=query_id,
+            user_id=user.id,
+            peer=types.PeerUser(user.id),
+            msg_id=msg.remote_id,
+            chat_instance=user.id ^ bot.id,
+            data=data,
+        )
+        self.push_to_user(
+            bot.id,
+            types.Updates(
+                updates=[update],
+                users=self.users_view([user.id, bot.id], bot.id),
+                chats=[],
+                date=now(),
+                seq=0,
+            ),
+        )
+        try:
+            return await asyncio.wait_for(answer, self.limits.callback_timeout)  # type: ignore[return-value]
+        except TimeoutError:
+            raise RpcError(400, "BOT_RESPONSE_TIMEOUT") from None
+        finally:
+            self.callback_queries.pop(query_id, None)
+            self.callback_owners.pop(query_id, None)
+
     def box_message(self, owner: UserRec, msg_id: int) -> BoxMessage | None:
         """A message of ``owner``'s box by id (ids are ascending, so bisect)."""
         i = bisect_right(owner.box, msg_id, key=lambda m: m.id) - 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 from bisect import bisect_left
 from collections.abc import Sequence
 from datetime import datetime
@@ -258,40 +256,8 @@ async def get_bot_callback_answer(
     Raises MESSAGE_ID_INVALID (no such message from a bot in this chat) /
     BOT_RESPONSE_TIMEOUT (the bot did not answer within ``limits.callback_timeout``).
     """
-    world, me = call.world, call.me
     bot = call.input_user(query.peer)
-    msg = world.box_message(me, query.msg_id)
-    if not bot.bot or msg is None or msg.peer_id != bot.id or msg.sender_id != bot.id:
-        raise RpcError(400, "MESSAGE_ID_INVALID")
-    query_id = secrets.randbits(63)
-    answer: asyncio.Future[TLObject] = asyncio.get_running_loop().create_future()
-    world.callback_queries[query_id] = answer
-    world.callback_owners[query_id] = bot.id
-    update = types.UpdateBotCallbackQuery(
-        query_id=query_id,
-        user_id=me.id,
-        peer=types.PeerUser(me.id),
-        msg_id=msg.remote_id,
-        chat_instance=me.id ^ bot.id,
-        data=query.data,
-    )
-    world.push_to_user(
-        bot.id,
-        types.Updates(
-            updates=[update],
-            users=world.users_view([me.id, bot.id], bot.id),
-            chats=[],
-            date=now(),
-            seq=0,
-        ),
-    )
-    try:
-        return await asyncio.wait_for(answer, world.limits.callback_timeout)  # type: ignore[return-value]
-    except TimeoutError:
-        raise RpcError(400, "BOT_RESPONSE_TIMEOUT") from None
-    finally:
-        world.callback_queries.pop(query_id, None)
-        world.callback_owners.pop(query_id, None)
+    return await call.world.press_button(call.me, bot, query.msg_id, query.data or b"")
 
 
 @handles(functions.messages.SetBotCallbackAnswerRequest)

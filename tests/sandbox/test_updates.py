@@ -220,3 +220,19 @@ async def test_difference_too_long_resets_the_state(clients: Clients) -> None:
     control.send_message(account.id, bot_account.id, "fresh 2")
     await bot.catch_up()
     assert await drain(queue, 2) == ["fresh 1", "fresh 2"]
+
+
+async def test_control_api_presses_a_button_for_a_user(clients: Clients) -> None:
+    bot, bot_account = await clients.bot("press_bot")
+
+    @bot.on(events.CallbackQuery(data=b"go"))
+    async def pressed(event) -> None:
+        await event.answer("went", alert=True)
+
+    control = clients.sandbox.control
+    user = control.create_user("+15550123456", "Clicker")
+    control.send_message(bot_account.id, user.id, "ready?", buttons=[["go"]])
+    [offer] = control.inbox(user.id)
+    assert offer.buttons[0][0].data == "go"
+    answer = await control.press(user.id, "press_bot", offer.id, "go")
+    assert answer.message == "went" and answer.alert
