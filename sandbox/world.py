@@ -43,6 +43,8 @@ DC_ID = 2
 #: Where ids start; far from each other so a peer id never looks like another kind.
 FIRST_USER_ID = 100_000_001
 FIRST_CHANNEL_ID = 1_000_000_001
+#: How long a message may wait to be written to disk (saves are coalesced).
+SAVE_DELAY = 0.2
 #: How many sendMessage results are remembered for random_id deduplication.
 SENT_MEMORY = 10_000
 
@@ -184,10 +186,10 @@ def tl_from_bytes(data: bytes) -> TLObject:
 class World:
     """The sandbox's world; the :class:`~sandbox.backend.Backend` the core talks to.
 
-    Guarantees: every mutation that matters across a restart (auth keys, logins, accounts,
-    channels, messages) is written to ``path`` (when given) before the call that made it
-    returns; auth keys and logins are written synchronously, so a client is never told a
-    key exists that a crash could forget.
+    Guarantees: with a ``path``, auth keys, logins, accounts and channels are written to it
+    before the call that changed them returns, so a client is never told of a key a crash
+    could forget; messages are written within SAVE_DELAY (and by :meth:`save`, which
+    :meth:`sandbox.Sandbox.stop` calls).
     """
 
     def __init__(self, path: Path | None = None, faults: Faults | None = None) -> None:
@@ -208,12 +210,13 @@ class World:
         # QR login tokens by token bytes
         self.login_tokens: dict[bytes, LoginToken] = {}
         # callback query id -> the future the pressing user's call waits on
-        self.callback_queries: dict[int, asyncio.Future[TLObject]] = {}
+        self.callback_queries: dict[int, asyncio.Future[types.messages.BotCallbackAnswer]] = {}
         # callback query id -> the bot that must answer it
         self.callback_owners: dict[int, int] = {}
         # method name -> how many times it was invoked
         self.calls: dict[str, int] = {}
         self._dispatch: dict[type, Method] | None = None
+        self._save_handle: asyncio.TimerHandle | None = None
         self._by_username: dict[str, tuple[str, int]] = {}
         self._by_invite: dict[str, int] = {}
         self._reindex()
@@ -234,10 +237,13 @@ class World:
             self._by_invite[channel.invite_hash] = channel.id
 
     def save(self) -> None:
-        """Write the world to ``path`` atomically (no-op without a path).
+        """Write the world to ``path`` atomically now (no-op without a path).
 
         The file holds auth keys, so it is created with mode 0600.
         """
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -246,6 +252,22 @@ class World:
         with os.fdopen(fd, "wb") as fh:
             fh.write(msgspec.json.encode(self.state))
         os.replace(tmp, self.path)
+
+    def save_soon(self) -> None:
+        """Save within SAVE_DELAY, coalescing a burst of changes into one write.
+
+        Messages change the world often and a save rewrites the whole file, so they use
+        this; auth keys, logins and accounts are saved at once. Saves now when no event
+        loop runs.
+        """
+        if self.path is None or self._save_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.save()
+            return
+        self._save_handle = loop.call_later(SAVE_DELAY, self.save)
 
     # ------------------------------------------------------------------ Backend
 
@@ -533,7 +555,7 @@ class World:
             reply_to_id=reply_to_id if self.channel_message(channel, reply_to_id or 0) else None,
         )
         channel.messages.append(msg)
-        self.save()
+        self.save_soon()
         for member_id in channel.members:
             viewer = self.state.users.get(member_id)
             if viewer is None:
@@ -585,7 +607,7 @@ class World:
                 message=self.box_message_view(target, inbox), pts=inbox.pts, pts_count=1
             )
             self.push_to_user(target.id, self.updates_for(target.id, [update], date))
-        self.save()
+        self.save_soon()
         own = types.UpdateNewMessage(
             message=self.box_message_view(sender, out), pts=out.pts, pts_count=1
         )
@@ -630,7 +652,9 @@ class World:
         if not bot.bot or msg is None or msg.peer_id != bot.id or msg.sender_id != bot.id:
             raise RpcError(400, "MESSAGE_ID_INVALID")
         query_id = secrets.randbits(63)
-        answer: asyncio.Future[TLObject] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[types.messages.BotCallbackAnswer] = (
+            asyncio.get_running_loop().create_future()
+        )
         self.callback_queries[query_id] = answer
         self.callback_owners[query_id] = bot.id
         update = types.UpdateBotCallbackQuery(
@@ -652,7 +676,7 @@ class World:
             ),
         )
         try:
-            return await asyncio.wait_for(answer, self.limits.callback_timeout)  # type: ignore[return-value]
+            return await asyncio.wait_for(answer, self.limits.callback_timeout)
         except TimeoutError:
             raise RpcError(400, "BOT_RESPONSE_TIMEOUT") from None
         finally:

@@ -104,20 +104,13 @@ async def export_login_token(
 ) -> types.auth.LoginToken | types.auth.LoginTokenSuccess:
     """A fresh QR token, or loginTokenSuccess once another session accepted this key's token."""
     world = call.world
-    accepted = next(
-        (
-            t
-            for t in world.login_tokens.values()
-            if t.key_id == call.key.key_id and t.user_id is not None
-        ),
-        None,
-    )
-    if accepted is not None:
-        del world.login_tokens[accepted.token]
-        call.user = world.user(accepted.user_id)  # type: ignore[arg-type]
-        return types.auth.LoginTokenSuccess(authorization=_authorization(call))
-    for token in [t.token for t in world.login_tokens.values() if t.key_id == call.key.key_id]:
-        del world.login_tokens[token]
+    for token in list(world.login_tokens.values()):
+        if token.key_id == call.key.key_id and token.user_id is not None:
+            del world.login_tokens[token.token]
+            call.user = world.user(token.user_id)
+            return types.auth.LoginTokenSuccess(authorization=_authorization(call))
+    for stale in [t.token for t in world.login_tokens.values() if t.key_id == call.key.key_id]:
+        del world.login_tokens[stale]
     token = LoginToken(
         token=secrets.token_bytes(32),
         key_id=call.key.key_id,
