@@ -494,6 +494,8 @@ class SessionActor(Actor):
     async def _start_login(self, body: s.StartLogin, env: Envelope) -> Message:
         if self.settings.kind == "bot":
             return errors.BadRequest(message="bot accounts log in with their bot_token")
+        if not utils.parse_phone(body.phone):  # Telethon would fail with a TypeError
+            return errors.BadRequest(message="PHONE_NUMBER_INVALID: not a phone number")
         sent = await self._telegram(
             "SendCodeRequest", env, lambda: self.client.send_code_request(body.phone)
         )
