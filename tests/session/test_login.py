@@ -50,6 +50,8 @@ def test_login_by_phone_code_survives_a_node_restart(
 
     refused(client, address, s.GetMe(), errors.Unauthorized)
     refused(client, address, s.SubmitCode(code="12345"), errors.BadRequest)  # no StartLogin
+    error = refused(client, address, s.StartLogin(phone="no phone"), errors.BadRequest)
+    assert error.message.startswith("PHONE_NUMBER_INVALID")
     sent = client.request(address, s.StartLogin(phone=phone), timeout=CALL_TIMEOUT)
     assert isinstance(sent, s.CodeSent) and sent.phone == phone
     code = sessions.sandbox.control.last_login_code(phone)

@@ -473,3 +473,44 @@ def test_export_session_only_for_allowed_senders(world: World) -> None:
     session = StringSession(exported.session_string)
     assert session.auth_key is not None and len(session.auth_key.key) > 0
     assert (session.server_address, session.port) == (world.sandbox.host, world.sandbox.port)
+
+
+def test_send_message_repeats_in_flight_get_the_first_result(world: World) -> None:
+    """Three requests with one key, all sent before any answer: one message, one result."""
+    control = world.sandbox.control
+    before = len(control.inbox(world.carol.id, world.user.id))
+    k = key()
+    body = s.SendMessage(peer=world.carol.username or "", text=f"once {k[:6]}")
+    sent_ids = {world.client.send(USER, body, CALL_TIMEOUT, idempotency_key=k) for _ in range(3)}
+    replies = {}
+    while len(replies) < len(sent_ids):
+        reply = world.client.receive(CALL_TIMEOUT)
+        assert reply is not None, "a repeat was not answered"
+        replies[reply[0]] = reply[1]
+    assert set(replies) == sent_ids
+    first, *others = replies.values()
+    assert isinstance(first, s.Sent) and all(other == first for other in others)
+    assert [m.text for m in control.inbox(world.carol.id, world.user.id)[before:]] == [body.text]
+
+
+def test_send_message_repeat_after_a_node_restart_sends_nothing(
+    sessions: Sessions, broker: Proc, client: Client
+) -> None:
+    """The actor's memory of keys dies with the node; Telegram's random_id dedup does not."""
+    assert sessions.sandbox is not None
+    control = sessions.sandbox.control
+    sessions.add_bot("bot")
+    carol = control.create_user("+16669990001", "Carol", username="carol_restart")
+    node = sessions.node("n1", "bot")
+    sessions.wait_state(client, "bot", "authorized")
+    body = s.SendMessage(peer="carol_restart", text="exactly once")
+    k = key()
+    first = client.request(BOT, body, timeout=CALL_TIMEOUT, idempotency_key=k)
+    assert isinstance(first, s.Sent)
+
+    assert node.stop() == 0
+    sessions.node("n2", "bot")
+    sessions.wait_state(client, "bot", "authorized")
+    again = client.request(BOT, body, timeout=CALL_TIMEOUT, idempotency_key=k)
+    assert isinstance(again, s.Sent) and again.message.id == first.message.id
+    assert [m.text for m in control.inbox(carol.id)] == ["exactly once"]
