@@ -199,6 +199,13 @@ class World:
         self.state = WorldState()
         if path is not None and path.exists():
             self.state = msgspec.json.decode(path.read_bytes(), type=WorldState)
+            log.info(
+                "sandbox_world_loaded",
+                path=str(path),
+                accounts=len(self.state.users),
+                channels=len(self.state.channels),
+                auth_keys=len(self.state.auth_keys),
+            )
         self.host = "127.0.0.1"
         self.port = 0
         # Live sessions per auth key, oldest first; updates go to the newest.
@@ -215,7 +222,7 @@ class World:
         self.callback_owners: dict[int, int] = {}
         # method name -> how many times it was invoked
         self.calls: dict[str, int] = {}
-        self._dispatch: dict[type, Method] | None = None
+        self._dispatch: dict[type, Method] = dispatch_table()
         self._save_handle: asyncio.TimerHandle | None = None
         self._by_username: dict[str, tuple[str, int]] = {}
         self._by_invite: dict[str, int] = {}
@@ -296,9 +303,6 @@ class World:
         the sandbox lacks and 401 ``AUTH_KEY_UNREGISTERED`` before login) and
         DropConnection (injected faults).
         """
-        if self._dispatch is None:
-            # Built on first use: the handler modules import this one.
-            self._dispatch = dispatch_table()
         name = method_name(type(query))
         self.calls[name] = self.calls.get(name, 0) + 1
         key = self.state.auth_keys.get(session.auth_key_id)
@@ -358,6 +362,7 @@ class World:
         the core registers too) goes with it.
         """
         rec = self.state.auth_keys.pop(key_id, None)
+        log.info("sandbox_auth_key_forgotten", auth_key_id=key_id)
         if rec is not None and len(rec.key) < 256:
             alias = rec.key.ljust(256, b"\x00")
             for other in [k for k in self.state.auth_keys.values() if k.key == alias]:
