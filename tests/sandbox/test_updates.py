@@ -236,3 +236,14 @@ async def test_control_api_presses_a_button_for_a_user(clients: Clients) -> None
     assert offer.buttons[0][0].data == "go"
     answer = await control.press(user.id, "press_bot", offer.id, "go")
     assert answer.message == "went" and answer.alert
+
+
+async def test_no_pushes_to_a_client_that_asked_for_none(clients: Clients) -> None:
+    control = clients.sandbox.control
+    account = control.create_user("+15550424242", "Quiet")
+    quiet = clients.raw(receive_updates=False)  # every query wrapped in invokeWithoutUpdates
+    await clients.login(quiet, "+15550424242")
+    assert (await quiet.get_me()).id == account.id
+    assert control.online(account.id) is False
+    _, loud = await clients.user("Loud")
+    assert control.online(loud.id) is True
