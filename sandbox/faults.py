@@ -12,6 +12,7 @@ Forgetting an auth key is not a fault of a call but of the world's state; see
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ FaultKind = Literal["flood", "drop_before", "drop_after", "delay", "stall"]
 _STALL_POLL_S = 0.05
 
 
+@functools.cache
 def method_name(request_type: type[TLObject]) -> str:
     """The TL name of a Telethon request class: ``GetHistoryRequest`` -> ``messages.getHistory``."""
     namespace = request_type.__module__.rsplit(".", 1)[-1]
