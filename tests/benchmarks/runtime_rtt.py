@@ -18,10 +18,10 @@ processes drifts: only the ratios from one run mean anything, not the absolute n
 
 Reported: round trips/s (median of the rounds), p50 and p99 latency (all rounds'
 samples pooled), CPU time per round trip of the server process and of the client
-process, and the resident memory (VmRSS) of the broker+node process after the run. The
-last line printed is one JSON object with these figures; ``ratio_N`` is ours / raw, the
-median of the per-round ratios (each ours measurement against the raw one just before
-it, so that both saw the same machine).
+process, and the resident memory (VmRSS) of the broker+node process once ready and after
+the run. The last line printed is one JSON object with these figures; ``ratio_N`` is
+ours / raw, the median of the per-round ratios (each ours measurement against the raw
+one just before it, so that both saw the same machine).
 
     python tests/benchmarks/runtime_rtt.py --quick    # under a minute
     python tests/benchmarks/runtime_rtt.py            # longer rounds, steadier numbers
@@ -80,8 +80,8 @@ class Mode:
     warmup_s: float
 
 
-QUICK = Mode(rounds=8, seconds=0.75, warmup_s=0.15)
-FULL = Mode(rounds=12, seconds=2.5, warmup_s=0.25)
+QUICK = Mode(rounds=12, seconds=0.5, warmup_s=0.1)
+FULL = Mode(rounds=16, seconds=2.0, warmup_s=0.2)
 
 
 @dataclass
@@ -309,14 +309,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def memory_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of process ``pid`` in MiB: resident now, and the peak."""
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS (resident now) and VmHWM (peak resident) of process ``pid``, in MiB."""
     values = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, rest = line.partition(":")
         if key in ("VmRSS", "VmHWM"):
             values[key] = int(rest.split()[0]) / 1024
-    return values["VmRSS"], values["VmHWM"]
+    return values
+
+
+@dataclass(frozen=True)
+class Memory:
+    """The broker+node process's resident memory in MiB: once ready, after the run, peak."""
+
+    idle_mb: float
+    after_mb: float
+    peak_mb: float
 
 
 # -- the run -----------------------------------------------------------------------------
@@ -334,8 +343,8 @@ def request_frame_bytes() -> int:
     return len(encode_packet(envelope))
 
 
-def measure_all(mode: Mode) -> tuple[dict[tuple[str, int], list[Round]], tuple[float, float]]:
-    """Run every round: {(kind, inflight): rounds}, and the system's (VmRSS, VmHWM) in MiB."""
+def measure_all(mode: Mode) -> tuple[dict[tuple[str, int], list[Round]], Memory]:
+    """Run every round: {(kind, inflight): rounds}, and the system process's memory."""
     mp = multiprocessing.get_context("spawn")
     frame_bytes = request_frame_bytes()
     results: dict[tuple[str, int], list[Round]] = {
@@ -350,6 +359,7 @@ def measure_all(mode: Mode) -> tuple[dict[tuple[str, int], list[Round]], tuple[f
             (ClientProcess(mp, "raw", raw_endpoint, frame_bytes), raw_pid),
             (ClientProcess(mp, "ours", endpoint, frame_bytes), system.pid),
         ]
+        idle = memory_mb(system.pid)["VmRSS"]
         try:
             for _ in range(mode.rounds):
                 for n in INFLIGHT:
@@ -362,8 +372,8 @@ def measure_all(mode: Mode) -> tuple[dict[tuple[str, int], list[Round]], tuple[f
         finally:
             for client, _ in clients:
                 client.close()
-        memory = memory_mb(system.pid)
-    return results, memory
+        after = memory_mb(system.pid)
+    return results, Memory(idle, after["VmRSS"], after["VmHWM"])
 
 
 @dataclass(frozen=True)
@@ -392,9 +402,7 @@ class Summary:
         )
 
 
-def report(
-    mode: Mode, results: dict[tuple[str, int], list[Round]], memory: tuple[float, float]
-) -> str:
+def report(mode: Mode, results: dict[tuple[str, int], list[Round]], memory: Memory) -> str:
     """The readable table followed by the JSON line."""
     rows = [
         "Round trips: client process -> broker -> echo actor (node) -> client, tcp loopback;",
@@ -438,16 +446,17 @@ def report(
             f"server_cpu_us_{n}": round(ours.server_cpu_us, 1),
             f"raw_server_cpu_us_{n}": round(raw.server_cpu_us, 1),
         }
-    rss, peak = memory
     figures |= {
-        "rss_mb_node": round(rss, 1),
-        "peak_rss_mb_node": round(peak, 1),
+        "rss_mb_node": round(memory.after_mb, 1),
+        "rss_mb_node_idle": round(memory.idle_mb, 1),
+        "peak_rss_mb_node": round(memory.peak_mb, 1),
         "rounds": mode.rounds,
         "seconds_per_measurement": mode.seconds,
     }
     rows += [
         "",
-        f"broker+node process memory after the run: VmRSS {rss:.1f} MiB (peak {peak:.1f} MiB)",
+        f"broker+node process VmRSS: {memory.idle_mb:.1f} MiB when ready, "
+        f"{memory.after_mb:.1f} MiB after the run (peak {memory.peak_mb:.1f} MiB)",
         f"vs Celery+Redis reference ({CELERY_REDIS_RT_PER_S:.0f} rt/s, issue 2): "
         f"{figures['rtt_per_s_1'] / CELERY_REDIS_RT_PER_S:.1f}x at 1 in flight",
         json.dumps(figures),
