@@ -45,6 +45,8 @@ FIRST_USER_ID = 100_000_001
 FIRST_CHANNEL_ID = 1_000_000_001
 #: How long a message may wait to be written to disk (saves are coalesced).
 SAVE_DELAY = 0.2
+#: How many channel post views (TL Message objects) are kept for reuse.
+POST_VIEW_CACHE = 4096
 #: How many sendMessage results are remembered for random_id deduplication.
 SENT_MEMORY = 10_000
 
@@ -224,6 +226,8 @@ class World:
         self.calls: dict[str, int] = {}
         self._dispatch: dict[type, Method] = dispatch_table()
         self._save_handle: asyncio.TimerHandle | None = None
+        # (channel id, message id, out) -> Message, least recently used first
+        self._post_views: OrderedDict[tuple[int, int, bool], types.Message] = OrderedDict()
         self._by_username: dict[str, tuple[str, int]] = {}
         self._by_invite: dict[str, int] = {}
         self._reindex()
@@ -747,18 +751,30 @@ class World:
     def channel_message_view(
         self, channel: ChannelRec, msg: ChannelMessage, viewer_id: int | None
     ) -> types.Message:
-        """A channel post as a Message."""
-        return types.Message(
-            id=msg.id,
-            peer_id=types.PeerChannel(channel.id),
-            date=msg.date,
-            message=msg.text,
-            out=msg.author_id is not None and msg.author_id == viewer_id,
-            post=True,
-            entities=[tl_from_bytes(e) for e in msg.entities] or None,
-            reply_markup=tl_from_bytes(msg.reply_markup) if msg.reply_markup else None,
-            reply_to=_reply_header(msg.reply_to_id),
-        )
+        """A channel post as a Message (shared between calls: posts never change)."""
+        out = msg.author_id is not None and msg.author_id == viewer_id
+        key = (channel.id, msg.id, out)
+        view = self._post_views.get(key)
+        if view is None:
+            # Building a Message is the costliest part of a history page; readers ask for
+            # the same recent posts over and over.
+            view = types.Message(
+                id=msg.id,
+                peer_id=types.PeerChannel(channel.id),
+                date=msg.date,
+                message=msg.text,
+                out=out,
+                post=True,
+                entities=[tl_from_bytes(e) for e in msg.entities] or None,
+                reply_markup=tl_from_bytes(msg.reply_markup) if msg.reply_markup else None,
+                reply_to=_reply_header(msg.reply_to_id),
+            )
+            self._post_views[key] = view
+            if len(self._post_views) > POST_VIEW_CACHE:
+                self._post_views.popitem(last=False)
+        else:
+            self._post_views.move_to_end(key)
+        return view
 
     def box_message_view(self, owner: UserRec, msg: BoxMessage) -> types.Message:
         """A private message as its box owner sees it."""
