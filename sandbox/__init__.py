@@ -164,9 +164,13 @@ class SandboxThread:
     def start(self) -> SandboxThread:
         """Start the thread and the sandbox; re-raises whatever made startup fail."""
         self._thread.start()
-        self._sandbox = asyncio.run_coroutine_threadsafe(
-            Sandbox.start(*self._args), self._loop
-        ).result()
+        try:
+            self._sandbox = asyncio.run_coroutine_threadsafe(
+                Sandbox.start(*self._args), self._loop
+            ).result()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     @property
@@ -219,6 +223,9 @@ class SandboxThread:
             asyncio.run_coroutine_threadsafe(self._sandbox.stop(), self._loop).result()
             self._sandbox = None
         if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(
+                self._loop.shutdown_default_executor(), self._loop
+            ).result()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()
