@@ -231,7 +231,8 @@ class SandboxThread:
             self._loop.close()
 
     def __enter__(self) -> SandboxThread:
-        return self
+        """Start (unless already started); stopped again on leaving the block."""
+        return self if self._sandbox is not None else self.start()
 
     def __exit__(
         self,
