@@ -244,6 +244,8 @@ class Control:
         return _channel(self._channel(ref))
 
     def _user(self, ref: int | str) -> UserRec:
+        if isinstance(ref, str) and ref.isdigit():  # an id that came as text (HTTP, CLI)
+            ref = int(ref)
         if isinstance(ref, int):
             return self.world.user(ref)
         found = self.world.by_username(ref)
@@ -252,6 +254,8 @@ class Control:
         return self.world.user(found[1])
 
     def _channel(self, ref: int | str) -> ChannelRec:
+        if isinstance(ref, str) and ref.isdigit():
+            ref = int(ref)
         if isinstance(ref, int):
             return self.world.channel(ref)
         found = self.world.by_username(ref)
