@@ -59,6 +59,9 @@ from runtime.supervisor import RestartPolicy
 
 log = structlog.get_logger("node")
 
+# How long a thread's new publisher waits for the bus's subscriptions to reach it.
+_BUS_JOIN_TIMEOUT_MS = 500
+
 _REPLY = b"rep"
 _REQUEST = b"req"
 _CLAIM = b"claim"
@@ -500,7 +503,15 @@ class _ThreadSockets:
     def pub(self) -> zmq.Socket:
         sock = getattr(self._local, "pub", None)
         if sock is None:
-            sock = self._open(zmq.PUB, self._events_endpoint)
+            # A publisher drops everything until the bus's subscriptions reach it, and a
+            # new socket has none: its first events (a node's first session states, the
+            # posts caught up right after a restart) would be lost. An XPUB sees the
+            # subscriptions arrive (the broker's XSUB sends them all on connect), so wait
+            # for them, bounded for a bus nobody subscribes to.
+            sock = self._open(zmq.XPUB, self._events_endpoint)
+            if sock.poll(_BUS_JOIN_TIMEOUT_MS):
+                while sock.poll(0):
+                    sock.recv()
             self._local.pub = sock
         return sock
 
