@@ -179,6 +179,9 @@ class Control:
         "post",
         "send_message",
         "press",
+        "edit_post",
+        "delete_posts",
+        "edit_message",
         "last_login_code",
         "inbox",
         "outbox",
@@ -298,6 +301,31 @@ class Control:
             self._user(account), self._user(bot), message_id, data.encode()
         )
         return CallbackAnswer(message=answer.message, alert=bool(answer.alert), url=answer.url)
+
+    def edit_post(
+        self, channel: int | str, message_id: int, text: str, buttons: ButtonsSpec | None = None
+    ) -> Message:
+        """Edit a post as the channel's admin; members get UpdateEditChannelMessage live."""
+        rec = self._channel(channel)
+        return _post(
+            rec, self.world.edit_post(rec, message_id, text, reply_markup=_markup(buttons))
+        )
+
+    def delete_posts(self, channel: int | str, message_ids: list[int]) -> int:
+        """Delete posts as the channel's admin; returns how many existed and went."""
+        return self.world.delete_posts(self._channel(channel), message_ids)[1]
+
+    def edit_message(
+        self,
+        sender: int | str,
+        message_id: int,
+        text: str,
+        buttons: ButtonsSpec | None = None,
+    ) -> Message:
+        """Edit a private message ``sender`` sent (``message_id`` from its outbox)."""
+        src = self._user(sender)
+        markup = _markup(buttons) if src.bot else None
+        return _box(src, self.world.edit_private(src, message_id, text, reply_markup=markup))
 
     def inbox(self, account: int | str, peer: int | str | None = None) -> list[Message]:
         """The messages an account received (from ``peer`` only, if given), oldest first."""

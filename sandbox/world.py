@@ -67,6 +67,15 @@ def _access_hash() -> int:
     return secrets.randbits(62) + 1
 
 
+class PtsEvent(msgspec.Struct, array_like=True):
+    """One step of a pts sequence: what a getDifference replays from that point."""
+
+    pts: int  # the pts after the event
+    pts_count: int
+    kind: str  # "new" | "edit" | "delete"
+    ids: list[int]
+
+
 class BoxMessage(msgspec.Struct):
     """One message in one account's private message box."""
 
@@ -80,6 +89,7 @@ class BoxMessage(msgspec.Struct):
     reply_markup: bytes | None = None
     remote_id: int = 0  # the id of the same message in the other side's box
     reply_to_id: int | None = None  # an id in this same box
+    edit_date: int | None = None
 
 
 class ChannelMessage(msgspec.Struct):
@@ -93,6 +103,7 @@ class ChannelMessage(msgspec.Struct):
     entities: list[bytes] = []
     reply_markup: bytes | None = None
     reply_to_id: int | None = None
+    edit_date: int | None = None
 
 
 class UserRec(msgspec.Struct):
@@ -112,6 +123,7 @@ class UserRec(msgspec.Struct):
     qts: int = 0
     last_msg_id: int = 0
     box: list[BoxMessage] = []
+    log: list[PtsEvent] = []
 
 
 class ChannelRec(msgspec.Struct):
@@ -129,6 +141,7 @@ class ChannelRec(msgspec.Struct):
     last_msg_id: int = 0
     messages: list[ChannelMessage] = []
     invite_hash: str = ""  # of the invite link https://t.me/+<invite_hash>
+    log: list[PtsEvent] = []
 
 
 class AuthKeyRec(msgspec.Struct):
@@ -172,6 +185,19 @@ class LoginToken:
 
 def _reply_header(reply_to_id: int | None) -> types.MessageReplyHeader | None:
     return types.MessageReplyHeader(reply_to_msg_id=reply_to_id) if reply_to_id else None
+
+
+def _advance(rec: UserRec | ChannelRec, kind: str, ids: list[int]) -> int:
+    """Log an event on an account's or channel's pts sequence; returns the new pts."""
+    count = len(ids) if kind == "delete" else 1
+    rec.pts += count
+    rec.log.append(PtsEvent(pts=rec.pts, pts_count=count, kind=kind, ids=ids))
+    return rec.pts
+
+
+def events_after(log: list[PtsEvent], pts: int) -> list[PtsEvent]:
+    """The events of a pts sequence after ``pts``, oldest first."""
+    return log[bisect_right(log, pts, key=lambda e: e.pts) :]
 
 
 def normalize_phone(phone: str) -> str:
@@ -240,9 +266,13 @@ class World:
         for user in self.state.users.values():
             if user.username:
                 self._by_username[user.username.lower()] = ("user", user.id)
+            if user.box and not user.log:  # saved before pts events were logged
+                user.log = [PtsEvent(m.pts, 1, "new", [m.id]) for m in user.box]
         for channel in self.state.channels.values():
             if channel.username:
                 self._by_username[channel.username.lower()] = ("channel", channel.id)
+            if channel.messages and not channel.log:
+                channel.log = [PtsEvent(m.pts, 1, "new", [m.id]) for m in channel.messages]
             if not channel.invite_hash:
                 channel.invite_hash = secrets.token_urlsafe(12)
             self._by_invite[channel.invite_hash] = channel.id
@@ -551,11 +581,10 @@ class World:
         """
         if author_id is not None and author_id not in channel.admins:
             raise RpcError(403, "CHAT_ADMIN_REQUIRED")
-        channel.pts += 1
         channel.last_msg_id += 1
         msg = ChannelMessage(
             id=channel.last_msg_id,
-            pts=channel.pts,
+            pts=_advance(channel, "new", [channel.last_msg_id]),
             date=now(),
             text=text,
             author_id=author_id,
@@ -576,6 +605,78 @@ class World:
                 viewer.id, self.updates_for(viewer.id, [update], msg.date), skip_key=skip_key
             )
         return msg
+
+    def edit_post(
+        self,
+        channel: ChannelRec,
+        msg_id: int,
+        text: str,
+        *,
+        editor_id: int | None = None,
+        entities: Iterable[TLObject] = (),
+        reply_markup: TLObject | None = None,
+        skip_key: int | None = None,
+    ) -> ChannelMessage:
+        """Change a post's text and push UpdateEditChannelMessage to every member.
+
+        Raises RpcError MESSAGE_ID_INVALID / CHAT_ADMIN_REQUIRED / MESSAGE_NOT_MODIFIED.
+        """
+        if editor_id is not None and editor_id not in channel.admins:
+            raise RpcError(403, "CHAT_ADMIN_REQUIRED")
+        msg = self.channel_message(channel, msg_id)
+        if msg is None:
+            raise RpcError(400, "MESSAGE_ID_INVALID")
+        raw_entities = [bytes(e) for e in entities]
+        markup = bytes(reply_markup) if reply_markup is not None else msg.reply_markup
+        if (msg.text, msg.entities, msg.reply_markup) == (text, raw_entities, markup):
+            raise RpcError(400, "MESSAGE_NOT_MODIFIED")
+        msg.text, msg.entities, msg.reply_markup = text, raw_entities, markup
+        msg.edit_date = now()
+        for out in (False, True):
+            self._post_views.pop((channel.id, msg.id, out), None)
+        pts = _advance(channel, "edit", [msg.id])
+        self.save_soon()
+        for member_id in channel.members:
+            update = types.UpdateEditChannelMessage(
+                message=self.channel_message_view(channel, msg, member_id), pts=pts, pts_count=1
+            )
+            self.push_to_user(
+                member_id, self.updates_for(member_id, [update], msg.edit_date), skip_key=skip_key
+            )
+        return msg
+
+    def delete_posts(
+        self,
+        channel: ChannelRec,
+        ids: Iterable[int],
+        *,
+        deleter_id: int | None = None,
+        skip_key: int | None = None,
+    ) -> tuple[int, int]:
+        """Delete posts (unknown ids are ignored); push UpdateDeleteChannelMessages.
+
+        Returns ``(pts, pts_count)``; pts_count is 0 when nothing was deleted. Raises
+        RpcError CHAT_ADMIN_REQUIRED.
+        """
+        if deleter_id is not None and deleter_id not in channel.admins:
+            raise RpcError(403, "CHAT_ADMIN_REQUIRED")
+        doomed = sorted({i for i in ids if self.channel_message(channel, i) is not None})
+        if not doomed:
+            return channel.pts, 0
+        channel.messages = [m for m in channel.messages if m.id not in doomed]
+        for msg_id in doomed:
+            for out in (False, True):
+                self._post_views.pop((channel.id, msg_id, out), None)
+        pts = _advance(channel, "delete", doomed)
+        self.save_soon()
+        update = types.UpdateDeleteChannelMessages(
+            channel_id=channel.id, messages=doomed, pts=pts, pts_count=len(doomed)
+        )
+        for member_id in channel.members:
+            self.push_to_user(
+                member_id, self.updates_for(member_id, [update], now()), skip_key=skip_key
+            )
+        return pts, len(doomed)
 
     def remember_sent(self, key: tuple[int, int], result: TLObject) -> None:
         """Keep a sendMessage result for deduplication (the oldest beyond SENT_MEMORY go)."""
@@ -623,6 +724,58 @@ class World:
         self.push_to_user(sender.id, self.updates_for(sender.id, [own], date), skip_key=skip_key)
         return out
 
+    def edit_private(
+        self,
+        editor: UserRec,
+        msg_id: int,
+        text: str,
+        *,
+        entities: Iterable[TLObject] = (),
+        reply_markup: TLObject | None = None,
+        skip_key: int | None = None,
+    ) -> BoxMessage:
+        """Edit a private message the editor sent (``msg_id`` in the editor's box).
+
+        Both copies change; each side gets UpdateEditMessage with its own pts. Returns
+        the editor's copy. Raises RpcError MESSAGE_ID_INVALID / MESSAGE_AUTHOR_REQUIRED /
+        MESSAGE_NOT_MODIFIED.
+        """
+        own = self.box_message(editor, msg_id)
+        if own is None:
+            raise RpcError(400, "MESSAGE_ID_INVALID")
+        if own.sender_id != editor.id:
+            raise RpcError(403, "MESSAGE_AUTHOR_REQUIRED")
+        raw_entities = [bytes(e) for e in entities]
+        markup = bytes(reply_markup) if reply_markup is not None else own.reply_markup
+        if (own.text, own.entities, own.reply_markup) == (text, raw_entities, markup):
+            raise RpcError(400, "MESSAGE_NOT_MODIFIED")
+        date = now()
+        other = self.state.users.get(own.peer_id)
+        copies = [(editor, own)]
+        if other is not None and other.id != editor.id:
+            theirs = self.box_message(other, own.remote_id)
+            if theirs is not None:
+                copies.append((other, theirs))
+        for owner, msg in copies:
+            msg.text, msg.entities, msg.reply_markup, msg.edit_date = (
+                text,
+                raw_entities,
+                markup,
+                date,
+            )
+            update = types.UpdateEditMessage(
+                message=self.box_message_view(owner, msg),
+                pts=_advance(owner, "edit", [msg.id]),
+                pts_count=1,
+            )
+            self.push_to_user(
+                owner.id,
+                self.updates_for(owner.id, [update], date),
+                skip_key=skip_key if owner is editor else None,
+            )
+        self.save_soon()
+        return own
+
     def _store(
         self,
         owner: UserRec,
@@ -634,10 +787,9 @@ class World:
         markup: bytes | None,
     ) -> BoxMessage:
         owner.last_msg_id += 1
-        owner.pts += 1
         msg = BoxMessage(
             id=owner.last_msg_id,
-            pts=owner.pts,
+            pts=_advance(owner, "new", [owner.last_msg_id]),
             peer_id=peer_id,
             sender_id=sender_id,
             date=date,
@@ -768,6 +920,7 @@ class World:
                 entities=[tl_from_bytes(e) for e in msg.entities] or None,
                 reply_markup=tl_from_bytes(msg.reply_markup) if msg.reply_markup else None,
                 reply_to=_reply_header(msg.reply_to_id),
+                edit_date=msg.edit_date,
             )
             self._post_views[key] = view
             if len(self._post_views) > POST_VIEW_CACHE:
@@ -788,6 +941,7 @@ class World:
             entities=[tl_from_bytes(e) for e in msg.entities] or None,
             reply_markup=tl_from_bytes(msg.reply_markup) if msg.reply_markup else None,
             reply_to=_reply_header(msg.reply_to_id),
+            edit_date=msg.edit_date,
         )
 
     def users_view(self, ids: Iterable[int | None], viewer_id: int | None) -> list[types.User]:

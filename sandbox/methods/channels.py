@@ -108,3 +108,15 @@ async def read_history(call: Call, query: functions.channels.ReadHistoryRequest)
     """Accepted; the sandbox keeps no read state. Raises CHANNEL_INVALID / CHANNEL_PRIVATE."""
     call.readable_channel(query.channel)
     return True
+
+
+@handles(functions.channels.DeleteMessagesRequest)
+async def delete_messages(
+    call: Call, query: functions.channels.DeleteMessagesRequest
+) -> types.messages.AffectedMessages:
+    """Delete posts as an admin (unknown ids are ignored). Raises CHAT_ADMIN_REQUIRED."""
+    channel = call.input_channel(query.channel)
+    pts, count = call.world.delete_posts(
+        channel, query.id, deleter_id=call.me.id, skip_key=call.key.key_id
+    )
+    return types.messages.AffectedMessages(pts=pts, pts_count=count)

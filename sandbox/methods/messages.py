@@ -177,6 +177,53 @@ async def send_message(call: Call, query: functions.messages.SendMessageRequest)
     return result
 
 
+@handles(functions.messages.EditMessageRequest)
+async def edit_message(call: Call, query: functions.messages.EditMessageRequest) -> TLObject:
+    """Edit the text (and inline markup) of one's own private message or, as an admin, a post.
+
+    Raises MESSAGE_ID_INVALID / MESSAGE_AUTHOR_REQUIRED / CHAT_ADMIN_REQUIRED /
+    MESSAGE_NOT_MODIFIED / MESSAGE_EMPTY / MESSAGE_TOO_LONG.
+    """
+    world, me = call.world, call.me
+    text = query.message or ""
+    if not text.strip():
+        raise RpcError(400, "MESSAGE_EMPTY")
+    if len(text) > MAX_MESSAGE_LENGTH:
+        raise RpcError(400, "MESSAGE_TOO_LONG")
+    peer = call.input_peer(query.peer)
+    date = now()
+    update: TLObject
+    if isinstance(peer, ChannelRec):
+        post = world.edit_post(
+            peer,
+            query.id,
+            text,
+            editor_id=me.id,
+            entities=query.entities or (),
+            reply_markup=query.reply_markup,
+            skip_key=call.key.key_id,
+        )
+        update = types.UpdateEditChannelMessage(
+            message=world.channel_message_view(peer, post, me.id), pts=peer.pts, pts_count=1
+        )
+    else:
+        own = world.box_message(me, query.id)
+        if own is None or own.peer_id != peer.id:
+            raise RpcError(400, "MESSAGE_ID_INVALID")
+        edited = world.edit_private(
+            me,
+            query.id,
+            text,
+            entities=query.entities or (),
+            reply_markup=query.reply_markup if me.bot else None,
+            skip_key=call.key.key_id,
+        )
+        update = types.UpdateEditMessage(
+            message=world.box_message_view(me, edited), pts=me.pts, pts_count=1
+        )
+    return world.updates_for(me.id, [update], date)
+
+
 @handles(functions.messages.GetDialogsRequest, bots=False)
 async def get_dialogs(
     call: Call, query: functions.messages.GetDialogsRequest

@@ -2,10 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from telethon.tl import functions, types
 
 from sandbox.methods import Call, handles
-from sandbox.world import now, timestamp
+from sandbox.world import PtsEvent, events_after, now, timestamp
+
+M = TypeVar("M")
+
+
+def _replay(
+    events: list[PtsEvent],
+    find: Callable[[int], M | None],
+    view: Callable[[M], types.Message],
+    edited: Callable[[types.Message, PtsEvent], types.TypeUpdate],
+    deleted: Callable[[PtsEvent], types.TypeUpdate] | None,
+) -> tuple[list[types.Message], list[types.TypeUpdate]]:
+    """New messages and other updates that replay ``events`` (as they are now).
+
+    A message created and later edited in the same page is only sent once, as new, in its
+    current form; one deleted since is left out.
+    """
+    new_ids = {i for e in events if e.kind == "new" for i in e.ids}
+    messages: list[types.Message] = []
+    other: list[types.TypeUpdate] = []
+    for event in events:
+        if event.kind == "delete":
+            if deleted is not None:
+                other.append(deleted(event))
+            continue
+        msg = find(event.ids[0])
+        if msg is None:
+            continue
+        if event.kind == "new":
+            messages.append(view(msg))
+        elif event.ids[0] not in new_ids:
+            other.append(edited(view(msg), event))
+    return messages, other
 
 
 @handles(functions.updates.GetStateRequest)
@@ -34,24 +69,32 @@ async def get_difference(
     # A client ahead of the server (its world was reset) is told to start over from ours.
     if query.pts > me.pts or me.pts - query.pts > limits.difference_too_long:
         return types.updates.DifferenceTooLong(pts=me.pts)
-    missed = [m for m in me.box if m.pts > query.pts]
+    missed = events_after(me.log, query.pts)
     page = missed[: limits.difference_slice]
-    messages = [world.box_message_view(me, m) for m in page]
+    messages, edits = _replay(
+        page,
+        lambda i: world.box_message(me, i),
+        lambda m: world.box_message_view(me, m),
+        lambda view, e: types.UpdateEditMessage(message=view, pts=e.pts, pts_count=1),
+        None,
+    )
     since = timestamp(query.date)
-    other: list[types.TypeUpdate] = [
+    other: list[types.TypeUpdate] = [*edits]
+    other += [
         types.UpdateChannelTooLong(channel_id=c.id, pts=c.pts)
         for c in world.state.channels.values()
         if me.id in c.members and c.messages and c.messages[-1].date >= since
     ]
-    users, chats = world.entities_for(messages, me.id, extra_users=[me.id])
+    users, chats = world.entities_for(
+        [*messages, *(u.message for u in edits)], me.id, extra_users=[me.id]
+    )
     chats += [
         world.channel_view(world.state.channels[u.channel_id], me.id)
         for u in other
-        if all(c.id != u.channel_id for c in chats)
+        if isinstance(u, types.UpdateChannelTooLong) and all(c.id != u.channel_id for c in chats)
     ]
     if len(page) < len(missed):
-        last = page[-1]
-        state = types.updates.State(pts=last.pts, qts=me.qts, date=last.date, seq=0, unread_count=0)
+        state = types.updates.State(pts=page[-1].pts, qts=me.qts, date=now(), seq=0, unread_count=0)
         return types.updates.DifferenceSlice(
             new_messages=messages,
             new_encrypted_messages=[],
@@ -105,15 +148,24 @@ async def get_channel_difference(
         return types.updates.ChannelDifferenceTooLong(
             dialog=dialog, messages=messages, chats=chats, users=users, final=True
         )
-    missed = [m for m in channel.messages if m.pts > query.pts]
+    missed = events_after(channel.log, query.pts)
     page = missed[:limit]
-    messages = [world.channel_message_view(channel, m, me.id) for m in page]
-    users, chats = world.entities_for(messages, me.id)
+    messages, other = _replay(
+        page,
+        lambda i: world.channel_message(channel, i),
+        lambda m: world.channel_message_view(channel, m, me.id),
+        lambda view, e: types.UpdateEditChannelMessage(message=view, pts=e.pts, pts_count=1),
+        lambda e: types.UpdateDeleteChannelMessages(
+            channel_id=channel.id, messages=e.ids, pts=e.pts, pts_count=e.pts_count
+        ),
+    )
+    edited = [u.message for u in other if isinstance(u, types.UpdateEditChannelMessage)]
+    users, chats = world.entities_for([*messages, *edited], me.id)
     final = len(page) == len(missed)
     return types.updates.ChannelDifference(
         pts=page[-1].pts if not final else channel.pts,
         new_messages=messages,
-        other_updates=[],
+        other_updates=other,
         chats=chats,
         users=users,
         final=final,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from telethon import Button, events, functions
+import pytest
+from telethon import Button, errors, events, functions
 
 from sandbox import Sandbox
 from sandbox.control import Control
@@ -247,3 +248,75 @@ async def test_no_pushes_to_a_client_that_asked_for_none(clients: Clients) -> No
     assert control.online(account.id) is False
     _, loud = await clients.user("Loud")
     assert control.online(loud.id) is True
+
+
+async def test_post_edits_and_deletions_fire_events(clients: Clients) -> None:
+    client, _, channel = await joined_reader(clients)
+    control = clients.sandbox.control
+    edits = collect(client, events.MessageEdited())
+    deletions = collect(client, events.MessageDeleted())
+    first = control.post(channel.id, "draft")
+    second = control.post(channel.id, "doomed")
+    control.edit_post(channel.id, first.id, "final")
+    edited = await next_item(edits)
+    assert (edited.id, edited.raw_text) == (first.id, "final")
+    assert edited.message.edit_date is not None
+    assert control.delete_posts(channel.id, [second.id, 999]) == 1
+    deleted = await next_item(deletions)
+    assert deleted.deleted_ids == [second.id]
+    history = await client.get_messages("feed", limit=10)
+    assert [(m.id, m.text) for m in history] == [(first.id, "final")]
+
+
+async def test_admin_edits_and_deletes_through_telethon(clients: Clients) -> None:
+    reader, _, channel = await joined_reader(clients)
+    admin, admin_account = await clients.user("Admin")
+    clients.sandbox.control.add_member(channel.id, admin_account.id, admin=True)
+    edits = collect(reader, events.MessageEdited())
+    deletions = collect(reader, events.MessageDeleted())
+    feed = await admin.get_entity("feed")
+    sent = await admin.send_message(feed, "typo")
+    fixed = await admin.edit_message(feed, sent.id, "fixed")
+    assert fixed.text == "fixed"
+    assert (await next_item(edits)).raw_text == "fixed"
+    await admin.delete_messages(feed, [sent.id])
+    assert (await next_item(deletions)).deleted_ids == [sent.id]
+    with pytest.raises(errors.ChatAdminRequiredError):
+        await reader.edit_message(await reader.get_entity("feed"), sent.id, "mine now")
+
+
+async def test_bot_edits_its_private_message(clients: Clients) -> None:
+    bot, _ = await clients.bot("editing_bot")
+    user, account = await clients.user()
+    edits = collect(user, events.MessageEdited())
+    await user.get_entity("editing_bot")
+    offer = await bot.send_message(account.id, "step 1", buttons=[[Button.inline("next")]])
+    await bot.edit_message(account.id, offer.id, "step 2", buttons=[[Button.inline("done")]])
+    edited = await next_item(edits)
+    assert edited.raw_text == "step 2"
+    assert edited.message.buttons[0][0].text == "done"
+    [mine] = clients.sandbox.control.inbox(account.id)
+    assert (mine.text, mine.buttons[0][0].data) == ("step 2", "done")
+    with pytest.raises(errors.MessageAuthorRequiredError):
+        await user.edit_message("editing_bot", mine.id, "not yours")
+
+
+async def test_edits_and_deletions_missed_offline_come_with_the_difference(
+    clients: Clients,
+) -> None:
+    client, _, channel = await joined_reader(clients)
+    control = clients.sandbox.control
+    queue = collect(client)
+    kept = control.post(channel.id, "kept")
+    await drain(queue, 1)
+    await client.disconnect()
+    control.edit_post(channel.id, kept.id, "kept, edited")
+    gone = control.post(channel.id, "gone")
+    control.post(channel.id, "stays")
+    control.delete_posts(channel.id, [gone.id])
+    await client.connect()
+    control.post(channel.id, "live again")
+    # The deleted post is not replayed; the new ones arrive in order.
+    assert await drain(queue, 2) == ["stays", "live again"]
+    [latest_kept] = await client.get_messages("feed", ids=[kept.id])
+    assert latest_kept.text == "kept, edited"
