@@ -4,8 +4,8 @@ What it measures:
 
 * **ours**: a client process (``runtime.client.Client``) sends ``Echo`` requests over tcp
   loopback to the broker of a one-process system (``python run.py --role all --actors
-  echo``: broker, node and echo actor in one process, node to broker over inproc), and
-  waits for the ``Echoed`` replies. One request = client encode, tcp, broker decode and
+  echo --accounts ""``: broker, node and echo actor in one process, node to broker over
+  inproc), and waits for the ``Echoed`` replies. One request = client encode, tcp, broker decode and
   route, node thread, pykka mailbox, actor thread, inproc PUSH back to the node thread,
   broker, tcp, client decode.
 * **raw**: the baseline, a DEALER client process and a ROUTER echo server process (plain
@@ -126,14 +126,19 @@ def pipeline(
 
 
 def ours_driver(endpoint: str) -> tuple[Callable[[], Hashable], Callable[[], Hashable]]:
-    """(send, receive) over ``runtime.client.Client``, once the echo actor answers."""
-    client = Client(endpoint)
+    """(send, receive) over ``runtime.client.Client``, once the echo actor answers.
+
+    Each attempt to reach the actor uses a new client, so that a late answer to a failed
+    attempt never reaches the client that measures.
+    """
     give_up = time.monotonic() + START_TIMEOUT_S
     while True:
+        client = Client(endpoint)
         try:
             client.request(TARGET, BODY, timeout=1.0)
             break
         except RequestError:
+            client.close()
             if time.monotonic() > give_up:
                 raise
             time.sleep(0.05)
@@ -252,8 +257,10 @@ def free_port() -> int:
 def one_process_system(workdir: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``python run.py --role all --actors echo`` on free loopback ports: (process, endpoint).
 
-    Runs in ``workdir`` (so no ``switchboard.toml`` is picked up) with warning-level logs
-    going to ``workdir/system.log``, which is printed if the system exits early.
+    No accounts (``--accounts ""``), so the process hosts the broker, the node and the echo
+    actor only, not the sandbox demo. Runs in ``workdir`` (so no ``switchboard.toml`` is
+    picked up) with warning-level logs going to ``workdir/system.log``, which is printed if
+    the system exits early.
     """
     endpoint, events_in, events_out = (f"tcp://127.0.0.1:{free_port()}" for _ in range(3))
     env = {
@@ -266,7 +273,16 @@ def one_process_system(workdir: str) -> Iterator[tuple[subprocess.Popen[bytes], 
     log_path = Path(workdir) / "system.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, str(ROOT / "run.py"), "--role", "all", "--actors", "echo"],
+            [
+                sys.executable,
+                str(ROOT / "run.py"),
+                "--role",
+                "all",
+                "--actors",
+                "echo",
+                "--accounts",
+                "",
+            ],
             cwd=workdir,
             env=env,
             stdout=log_file,
