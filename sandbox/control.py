@@ -182,6 +182,7 @@ class Control:
         "edit_post",
         "delete_posts",
         "edit_message",
+        "delete_messages",
         "last_login_code",
         "inbox",
         "outbox",
@@ -326,6 +327,16 @@ class Control:
         src = self._user(sender)
         markup = _markup(buttons) if src.bot else None
         return _box(src, self.world.edit_private(src, message_id, text, reply_markup=markup))
+
+    def delete_messages(
+        self, account: int | str, message_ids: list[int], revoke: bool = True
+    ) -> int:
+        """Delete private messages from an account's box (``revoke``: both sides').
+
+        Returns how many of the account's own messages went.
+        """
+        owner = self._user(account)
+        return self.world.delete_private(owner, message_ids, revoke=revoke)[1]
 
     def inbox(self, account: int | str, peer: int | str | None = None) -> list[Message]:
         """The messages an account received (from ``peer`` only, if given), oldest first."""

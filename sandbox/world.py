@@ -776,6 +776,40 @@ class World:
         self.save_soon()
         return own
 
+    def delete_private(
+        self, owner: UserRec, ids: Iterable[int], *, revoke: bool, skip_key: int | None = None
+    ) -> tuple[int, int]:
+        """Delete messages from ``owner``'s box (and, with ``revoke``, the other copies).
+
+        Each affected box gets UpdateDeleteMessages with its own pts. Unknown ids are
+        ignored. Returns ``(pts, pts_count)`` of ``owner``'s box.
+        """
+        doomed = [m for m in (self.box_message(owner, i) for i in set(ids)) if m is not None]
+        if not doomed:
+            return owner.pts, 0
+        by_box: dict[int, list[int]] = {owner.id: [m.id for m in doomed]}
+        if revoke:
+            for msg in doomed:
+                other = self.state.users.get(msg.peer_id)
+                if other is not None and other.id != owner.id and msg.remote_id:
+                    by_box.setdefault(other.id, []).append(msg.remote_id)
+        result = (owner.pts, 0)
+        for user_id, msg_ids in by_box.items():
+            user = self.state.users[user_id]
+            gone = sorted(set(msg_ids))
+            user.box = [m for m in user.box if m.id not in gone]
+            pts = _advance(user, "delete", gone)
+            if user is owner:
+                result = (pts, len(gone))
+            update = types.UpdateDeleteMessages(messages=gone, pts=pts, pts_count=len(gone))
+            self.push_to_user(
+                user_id,
+                self.updates_for(user_id, [update], now()),
+                skip_key=skip_key if user is owner else None,
+            )
+        self.save_soon()
+        return result
+
     def _store(
         self,
         owner: UserRec,

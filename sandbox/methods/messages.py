@@ -224,6 +224,17 @@ async def edit_message(call: Call, query: functions.messages.EditMessageRequest)
     return world.updates_for(me.id, [update], date)
 
 
+@handles(functions.messages.DeleteMessagesRequest)
+async def delete_messages(
+    call: Call, query: functions.messages.DeleteMessagesRequest
+) -> types.messages.AffectedMessages:
+    """Delete private messages from one's box; ``revoke`` deletes the other side's copies."""
+    pts, count = call.world.delete_private(
+        call.me, query.id, revoke=bool(query.revoke), skip_key=call.key.key_id
+    )
+    return types.messages.AffectedMessages(pts=pts, pts_count=count)
+
+
 @handles(functions.messages.GetDialogsRequest, bots=False)
 async def get_dialogs(
     call: Call, query: functions.messages.GetDialogsRequest

@@ -18,7 +18,7 @@ def _replay(
     find: Callable[[int], M | None],
     view: Callable[[M], types.Message],
     edited: Callable[[types.Message, PtsEvent], types.TypeUpdate],
-    deleted: Callable[[PtsEvent], types.TypeUpdate] | None,
+    deleted: Callable[[PtsEvent], types.TypeUpdate],
 ) -> tuple[list[types.Message], list[types.TypeUpdate]]:
     """New messages and other updates that replay ``events`` (as they are now).
 
@@ -30,8 +30,7 @@ def _replay(
     other: list[types.TypeUpdate] = []
     for event in events:
         if event.kind == "delete":
-            if deleted is not None:
-                other.append(deleted(event))
+            other.append(deleted(event))
             continue
         msg = find(event.ids[0])
         if msg is None:
@@ -71,22 +70,24 @@ async def get_difference(
         return types.updates.DifferenceTooLong(pts=me.pts)
     missed = events_after(me.log, query.pts)
     page = missed[: limits.difference_slice]
-    messages, edits = _replay(
+    messages, replayed = _replay(
         page,
         lambda i: world.box_message(me, i),
         lambda m: world.box_message_view(me, m),
         lambda view, e: types.UpdateEditMessage(message=view, pts=e.pts, pts_count=1),
-        None,
+        lambda e: types.UpdateDeleteMessages(messages=e.ids, pts=e.pts, pts_count=e.pts_count),
     )
     since = timestamp(query.date)
-    other: list[types.TypeUpdate] = [*edits]
+    other: list[types.TypeUpdate] = list(replayed)
     other += [
         types.UpdateChannelTooLong(channel_id=c.id, pts=c.pts)
         for c in world.state.channels.values()
         if me.id in c.members and c.messages and c.messages[-1].date >= since
     ]
     users, chats = world.entities_for(
-        [*messages, *(u.message for u in edits)], me.id, extra_users=[me.id]
+        [*messages, *(u.message for u in replayed if isinstance(u, types.UpdateEditMessage))],
+        me.id,
+        extra_users=[me.id],
     )
     chats += [
         world.channel_view(world.state.channels[u.channel_id], me.id)

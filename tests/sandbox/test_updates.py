@@ -320,3 +320,39 @@ async def test_edits_and_deletions_missed_offline_come_with_the_difference(
     assert await drain(queue, 2) == ["stays", "live again"]
     [latest_kept] = await client.get_messages("feed", ids=[kept.id])
     assert latest_kept.text == "kept, edited"
+
+
+async def test_private_deletions(clients: Clients) -> None:
+    bot, bot_account = await clients.bot("deleting_bot")
+    user, account = await clients.user()
+    deletions = collect(user, events.MessageDeleted())
+    await user.get_entity("deleting_bot")
+    control = clients.sandbox.control
+    sent = await bot.send_message(account.id, "self-destruct")
+    [copy] = control.inbox(account.id)
+    await bot.delete_messages(account.id, [sent.id])  # revoke: both copies go
+    assert (await next_item(deletions)).deleted_ids == [copy.id]
+    assert control.inbox(account.id) == [] and control.outbox(bot_account.id) == []
+    mine = await user.send_message("deleting_bot", "only for me")
+    await user.delete_messages("deleting_bot", [mine.id], revoke=False)
+    assert control.outbox(account.id) == []
+    assert [m.text for m in control.inbox(bot_account.id)] == ["only for me"]
+    assert (
+        control.delete_messages(bot_account.id, [m.id for m in control.inbox(bot_account.id)]) == 1
+    )
+
+
+async def test_account_difference_replays_messages_as_they_are_now(clients: Clients) -> None:
+    bot, _ = await clients.bot("offline_bot")
+    queue = collect(bot)
+    user, _ = await clients.user()
+    await bot.disconnect()
+    first = await user.send_message("offline_bot", "first draft")
+    await user.edit_message("offline_bot", first.id, "first, edited")
+    second = await user.send_message("offline_bot", "regretted")
+    await user.delete_messages("offline_bot", [second.id], revoke=True)
+    await bot.connect()
+    await bot.catch_up()
+    assert await drain(queue, 1) == ["first, edited"]
+    await user.send_message("offline_bot", "live")
+    assert await drain(queue, 1) == ["live"]
