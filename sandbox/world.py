@@ -256,6 +256,7 @@ class World:
         self._post_views: OrderedDict[tuple[int, int, bool], types.Message] = OrderedDict()
         self._by_username: dict[str, tuple[str, int]] = {}
         self._by_invite: dict[str, int] = {}
+        self._keys_by_user: dict[int, set[int]] = {}  # account id -> its auth key ids
         self._reindex()
 
     # ------------------------------------------------------------------ persistence
@@ -263,6 +264,10 @@ class World:
     def _reindex(self) -> None:
         self._by_username = {}
         self._by_invite = {}
+        self._keys_by_user = {}
+        for key in self.state.auth_keys.values():
+            if key.user_id is not None:
+                self._keys_by_user.setdefault(key.user_id, set()).add(key.key_id)
         for user in self.state.users.values():
             if user.username:
                 self._by_username[user.username.lower()] = ("user", user.id)
@@ -362,7 +367,7 @@ class World:
 
     def keys_of(self, user_id: int) -> list[int]:
         """The ids of every auth key logged in as this account."""
-        return [k.key_id for k in self.state.auth_keys.values() if k.user_id == user_id]
+        return sorted(self._keys_by_user.get(user_id, ()))
 
     def push_to_key(self, key_id: int, updates: TLObject) -> bool:
         """Push to the newest live session of one auth key; False if none is connected.
@@ -397,6 +402,8 @@ class World:
         """
         rec = self.state.auth_keys.pop(key_id, None)
         log.info("sandbox_auth_key_forgotten", auth_key_id=key_id)
+        if rec is not None and rec.user_id is not None:
+            self._keys_by_user.get(rec.user_id, set()).discard(key_id)
         if rec is not None and len(rec.key) < 256:
             alias = rec.key.ljust(256, b"\x00")
             for other in [k for k in self.state.auth_keys.values() if k.key == alias]:
@@ -513,7 +520,11 @@ class World:
 
     def bind(self, key: AuthKeyRec, user: UserRec | None) -> None:
         """Log an auth key in as ``user`` (or out, with None); saved at once."""
+        if key.user_id is not None:
+            self._keys_by_user.get(key.user_id, set()).discard(key.key_id)
         key.user_id = user.id if user else None
+        if user is not None:
+            self._keys_by_user.setdefault(user.id, set()).add(key.key_id)
         self.save()
 
     # ------------------------------------------------------------------ channels
