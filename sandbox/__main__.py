@@ -11,6 +11,9 @@ import asyncio
 import contextlib
 import json
 import signal
+import sys
+
+import structlog
 
 from sandbox import Sandbox
 
@@ -47,6 +50,8 @@ async def _main(args: argparse.Namespace) -> None:
 
 def main() -> None:
     """Entry point: run until SIGINT / SIGTERM, then stop cleanly."""
+    # Logs go to stderr, so stdout carries only the lines above (scripts read the JSON).
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main(_parse_args()))
 
