@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from telethon import Button, errors, events, functions
+from telethon import Button, errors, events, functions, types
 
 from sandbox import Sandbox
 from sandbox.control import Control
@@ -356,3 +356,28 @@ async def test_account_difference_replays_messages_as_they_are_now(clients: Clie
     assert await drain(queue, 1) == ["first, edited"]
     await user.send_message("offline_bot", "live")
     assert await drain(queue, 1) == ["live"]
+
+
+async def test_difference_requests_directly(clients: Clients) -> None:
+    client, account, channel = await joined_reader(clients)
+    control = clients.sandbox.control
+    for i in range(25):
+        control.post(channel.id, f"p{i}")
+    feed = await client.get_input_entity("feed")
+    empty = types.ChannelMessagesFilterEmpty()
+    page = await client(functions.updates.GetChannelDifferenceRequest(feed, empty, 1, 10))
+    assert isinstance(page, types.updates.ChannelDifference) and page.final is False
+    assert [m.message for m in page.new_messages] == [f"p{i}" for i in range(10)]
+    rest = await client(functions.updates.GetChannelDifferenceRequest(feed, empty, page.pts, 100))
+    assert rest.final and len(rest.new_messages) == 15 and rest.pts == control.channel("feed").pts
+    done = await client(functions.updates.GetChannelDifferenceRequest(feed, empty, rest.pts, 100))
+    assert isinstance(done, types.updates.ChannelDifferenceEmpty) and done.final
+
+    state = await client(functions.updates.GetStateRequest())
+    ahead = await client(
+        functions.updates.GetDifferenceRequest(pts=state.pts + 100, date=state.date, qts=0)
+    )
+    assert isinstance(ahead, types.updates.DifferenceTooLong) and ahead.pts == state.pts
+    same = await client(functions.updates.GetDifferenceRequest(state.pts, state.date, 0))
+    assert isinstance(same, types.updates.DifferenceEmpty)
+    assert account.id in control.channel("feed").members
