@@ -61,6 +61,11 @@ async def test_standalone_sandbox_driven_over_http(standalone: dict) -> None:
     control.add_member(channel_id=channel["id"], user_id=bot["id"], admin=True)
     post = control.post(channel="remote", text="over http", buttons=[["ok"]])
     assert post["buttons"] == [[{"text": "ok", "data": "ok"}]]
+    edited = control.edit_post(channel="remote", message_id=post["id"], text="edited")
+    assert edited["text"] == "edited" and edited["buttons"] == post["buttons"]
+    assert [m["text"] for m in control.history(channel=str(channel["id"]))] == ["edited"]
+    assert control.delete_posts(channel="remote", message_ids=[post["id"]]) == 1
+    assert control.history(channel="remote") == []
     with pytest.raises(RpcError, match="USERNAME_NOT_OCCUPIED"):
         control.account(ref="nobody")
     with pytest.raises(RpcError, match="BAD_REQUEST"):
