@@ -12,6 +12,9 @@ broker's ROUTER:
 * broker -> node ``Revoked(address, epoch)``: that grant is gone (the node was presumed
   dead and the address moved on); the node must stop the actor.
 * node -> broker ``Disconnect``: orderly goodbye; its addresses are released at once.
+* A node may also send envelopes from extra sockets with identity ``<node id>~<n>`` (its
+  actor threads send replies directly); the broker treats them as the node itself, and
+  never sends to them.
 * Everything else is an :class:`~protocols.envelope.Envelope`, routed by ``target``.
 
 ``GetStatus`` sent to the address ``broker`` is answered with ``Status``.

@@ -8,15 +8,15 @@ does not know.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 
 import msgspec
 
 
 def new_id() -> str:
     """A request id unique across processes and hosts (random 128 bits, hex)."""
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 class Envelope(msgspec.Struct, tag="env", kw_only=True, omit_defaults=True):

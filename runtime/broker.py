@@ -58,6 +58,7 @@ from protocols.errors import Owner
 log = structlog.get_logger("broker")
 
 BROKER_ADDRESS = "broker"
+SUBSOCKET_SEPARATOR = b"~"
 _PRESUMED_DEAD_KEPT = 1024
 
 
@@ -194,11 +195,13 @@ class Broker:
             if control in ready:
                 return
             if router in ready:
+                # Plain recv/getsockopt: pyzmq's recv_multipart costs several times more.
                 for _ in range(1000):
-                    try:
-                        frames = router.recv_multipart(zmq.NOBLOCK, copy=True)
-                    except zmq.Again:
+                    if not router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                         break
+                    frames = [router.recv()]
+                    while router.getsockopt(zmq.RCVMORE):
+                        frames.append(router.recv())
                     self._on_frames(frames)
             now = time.monotonic()
             if now >= next_beat:
@@ -210,7 +213,9 @@ class Broker:
     # -- packets ----------------------------------------------------------------------
 
     def _on_frames(self, frames: list[bytes]) -> None:
-        identity = frames[0]
+        # A node's actor threads send their replies from sockets of their own, named
+        # "<node identity>~<n>"; they speak for their node, and answers go to the node.
+        identity = frames[0].partition(SUBSOCKET_SEPARATOR)[0]
         if len(frames) != 2:
             self._answer_raw(identity, "", f"expected 1 frame per packet, got {len(frames) - 1}")
             return
@@ -314,7 +319,7 @@ class Broker:
         grant = self._grants.get(env.target)
         destination = grant.node.identity if grant is not None else env.target.encode()
         try:
-            self._router.send_multipart([destination, frame], zmq.NOBLOCK)  # type: ignore[union-attr]
+            self._forward(destination, frame)
         except zmq.ZMQError as exc:
             if env.reply_to:
                 log.warning("reply undeliverable, dropped", target=env.target, error=str(exc))
@@ -406,9 +411,16 @@ class Broker:
 
     # -- sending ----------------------------------------------------------------------
 
+    def _forward(self, identity: bytes, frame: bytes) -> None:
+        """Send one frame to a peer; raises zmq.ZMQError if unroutable or full."""
+        router = self._router
+        assert router is not None
+        router.send(identity, zmq.SNDMORE | zmq.NOBLOCK)
+        router.send(frame, zmq.NOBLOCK)
+
     def _send(self, identity: bytes, packet: object) -> None:
         try:
-            self._router.send_multipart([identity, encode_packet(packet)], zmq.NOBLOCK)  # type: ignore[union-attr]
+            self._forward(identity, encode_packet(packet))
         except zmq.ZMQError as exc:
             log.debug("control packet undeliverable", peer=_peer(identity), error=str(exc))
 

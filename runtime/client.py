@@ -30,14 +30,23 @@ from protocols.codec import (
     pack_body,
 )
 from protocols.envelope import Envelope, new_id
+from runtime.broker import SUBSOCKET_SEPARATOR
 from runtime.errors import RequestError
 
 # How long past a deadline to wait for the node's own Timeout before declaring one here.
 _GRACE_S = 0.25
 
 
-def _client_identity() -> str:
-    return f"client:{uuid.uuid4().hex[:16]}"
+def _client_identity(identity: str | None) -> str:
+    """The given identity (checked) or a fresh ``client:<random>`` one.
+
+    Raises ValueError for an identity the broker would read as a node's socket.
+    """
+    if identity is None:
+        return f"client:{uuid.uuid4().hex[:16]}"
+    if SUBSOCKET_SEPARATOR.decode() in identity:
+        raise ValueError(f"a client identity may not contain {SUBSOCKET_SEPARATOR.decode()!r}")
+    return identity
 
 
 def _envelope(
@@ -89,7 +98,7 @@ class Client:
         context: zmq.Context | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
-        self.address = identity or _client_identity()
+        self.address = _client_identity(identity)
         self.max_frame_bytes = max_frame_bytes
         self._socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self._socket.setsockopt(zmq.IDENTITY, self.address.encode())
@@ -156,7 +165,7 @@ class AsyncClient:
         identity: str | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
-        self.address = identity or _client_identity()
+        self.address = _client_identity(identity)
         self.max_frame_bytes = max_frame_bytes
         context = zmq.asyncio.Context.shadow(zmq.Context.instance())
         self._socket = context.socket(zmq.DEALER)
@@ -235,7 +244,8 @@ class Subscriber:
         while (left := give_up - time.monotonic()) > 0:
             if not self._socket.poll(left * 1000):
                 return None
-            topic, frame = self._socket.recv_multipart()
+            topic = self._socket.recv()
+            frame = self._socket.recv() if self._socket.getsockopt(zmq.RCVMORE) else b""
             try:
                 return topic.decode(), decode_event(frame, self.max_frame_bytes)
             except FrameError:
