@@ -6,8 +6,10 @@ the actor's whole life. Guarantees:
 * **Single owner.** The broker grants the address to one node; on top of that, a session
   file is held under an OS lock (:class:`runtime.locks.SessionFileLock`) from start to
   stop, so a second owner on the same host fails at once, naming the holder's pid.
-* **Serialized access.** Every Telegram call runs on the process's asyncio loop, behind
-  one FIFO gate per account, in arrival order; the session storage is touched only there.
+* **Serialized access.** Every Telegram call and every touch of the session storage run on
+  the process's one asyncio loop thread, so nothing ever writes the session concurrently.
+  Calls with side effects (send, join, leave, answer, log in or out) pass one at a time,
+  in arrival order, through a FIFO gate; reads are pipelined over the one connection.
 * **Flood control.** Proactive token buckets per method class, and FloodWait recorded per
   method: a request of a flood-waited method waits if its deadline allows, else it is
   answered ``FloodWait(retry_after)`` at once. A wait never blocks other methods — it is
@@ -111,7 +113,7 @@ class SessionActor(Actor):
         self.settings = settings
         self.timing = session_settings
         self.data_dir = data_dir
-        self.state: SessionStateName = "connecting"
+        self.state: SessionStateName = "disconnected"
         self.reconnects = 0
         self._loop = get_loop_thread()
         self._lock: SessionFileLock | None = None
@@ -353,23 +355,38 @@ class SessionActor(Actor):
                 raise
             return typed
 
-    async def _telegram(self, method: str, env: Envelope, call: Callable[[], Awaitable[T]]) -> T:
-        """Run one Telegram call: flood control first, then through the gate, in order.
+    async def _telegram(
+        self,
+        method: str,
+        env: Envelope,
+        call: Callable[[], Awaitable[T]],
+        *,
+        exclusive: bool = False,
+    ) -> T:
+        """Run one Telegram call on the loop: flood control first, then the call.
 
-        Raises FloodWaitError at once when the wait would pass the deadline.
+        ``exclusive`` calls (side effects: send, join, leave, answer, log in and out) run
+        one at a time in arrival order, behind the gate; reads are pipelined over the one
+        connection. A flood wait is always spent outside the gate. Raises FloodWaitError
+        at once when the wait would pass the request's deadline.
         """
         assert self._gate is not None and self._connected is not None
         deadline = env.deadline or None
         while True:
             await self._flood.acquire(method, deadline)
             await self._connected.wait()
-            async with self._gate:
-                try:
+            try:
+                if exclusive:
+                    async with self._gate:
+                        result = await call()
+                else:
                     result = await call()
-                except tg_errors.FloodWaitError as exc:
-                    self._flood.record_flood_wait(method, float(exc.seconds))
-                    self._set_state("flood-wait", method, retry_after=float(exc.seconds))
-                    continue
+            except tg_errors.FloodWaitError as exc:
+                self._flood.record_flood_wait(method, float(exc.seconds))
+                self._set_state("flood-wait", method, retry_after=float(exc.seconds))
+                continue
+            # Telethon stores the entities every answer carries; have them saved soon.
+            self._dirty = True
             self._last_activity = time.monotonic()
             return result
 
@@ -402,6 +419,29 @@ class SessionActor(Actor):
             "ResolveUsernameRequest", env, lambda: self.client.get_entity(username)
         )
 
+    async def _input(self, ref: s.PeerRef, env: Envelope) -> Any:
+        """An input peer: from the session's cache when known, else resolved (see _entity)."""
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.lstrip("-").isdigit()):
+            key: int | str = int(ref)
+        else:
+            username, is_invite = utils.parse_username(ref)
+            key = "" if is_invite or not username else username
+        if key:
+            try:
+                return self.client.session.get_input_entity(key)
+            except ValueError:
+                pass  # not cached: resolve it, which also caches it
+        return utils.get_input_peer(await self._entity(ref, env))
+
+    async def _peer_of(self, result: Any, peer: Any, env: Envelope) -> s.Peer:
+        """The Peer a result is about: from the chats it carries, else fetched."""
+        wanted = utils.get_peer_id(peer)
+        for chat in [*getattr(result, "chats", ()), *getattr(result, "users", ())]:
+            if utils.get_peer_id(chat) == wanted:
+                return convert.peer(chat)
+        entity = await self._telegram("GetEntity", env, lambda: self.client.get_entity(peer))
+        return convert.peer(entity)
+
     async def _get_me(self, body: s.GetMe, env: Envelope) -> Message:
         me = await self._telegram("GetUsersRequest", env, lambda: self.client.get_me())
         if me is None:
@@ -419,39 +459,44 @@ class SessionActor(Actor):
                     "ImportChatInviteRequest",
                     env,
                     lambda: self.client(functions.messages.ImportChatInviteRequest(username)),
+                    exclusive=True,
                 )
                 return s.Joined(peer=convert.peer(updates.chats[0]))
-        entity = await self._entity(body.peer, env)
-        await self._telegram(
+        peer = await self._input(body.peer, env)
+        updates = await self._telegram(
             "JoinChannelRequest",
             env,
-            lambda: self.client(functions.channels.JoinChannelRequest(entity)),
+            lambda: self.client(functions.channels.JoinChannelRequest(peer)),
+            exclusive=True,
         )
-        return s.Joined(peer=convert.peer(entity))
+        return s.Joined(peer=await self._peer_of(updates, peer, env))
 
     async def _leave(self, body: s.LeaveChannel, env: Envelope) -> Message:
-        entity = await self._entity(body.peer, env)
-        await self._telegram(
+        peer = await self._input(body.peer, env)
+        updates = await self._telegram(
             "LeaveChannelRequest",
             env,
-            lambda: self.client(functions.channels.LeaveChannelRequest(entity)),
+            lambda: self.client(functions.channels.LeaveChannelRequest(peer)),
+            exclusive=True,
         )
-        return s.Left(peer=convert.peer(entity))
+        return s.Left(peer=await self._peer_of(updates, peer, env))
 
     async def _history(self, body: s.FetchHistory, env: Envelope) -> Message:
         if not 1 <= body.limit <= _MAX_HISTORY:
             return errors.BadRequest(message=f"limit must be 1..{_MAX_HISTORY}, got {body.limit}")
         if body.offset_id < 0 or body.min_id < 0:
             return errors.BadRequest(message="offset_id and min_id must not be negative")
-        entity = await self._entity(body.peer, env)
+        peer = await self._input(body.peer, env)
         messages = await self._telegram(
             "GetHistoryRequest",
             env,
             lambda: self.client.get_messages(
-                entity, limit=body.limit, offset_id=body.offset_id, min_id=body.min_id
+                peer, limit=body.limit, offset_id=body.offset_id, min_id=body.min_id
             ),
         )
-        return s.History(peer=convert.peer(entity), messages=[convert.message(m) for m in messages])
+        chat = messages[0].chat if messages else None
+        about = convert.peer(chat) if chat is not None else await self._peer_of(None, peer, env)
+        return s.History(peer=about, messages=[convert.message(m) for m in messages])
 
     async def _send(self, body: s.SendMessage, env: Envelope) -> Message:
         if not env.idempotency_key:
@@ -460,9 +505,9 @@ class SessionActor(Actor):
             return errors.BadRequest(message="MESSAGE_EMPTY: the text is empty")
         if len(body.text) > _MAX_TEXT:
             return errors.BadRequest(message=f"MESSAGE_TOO_LONG: over {_MAX_TEXT} characters")
-        entity = await self._entity(body.peer, env)
+        peer = await self._input(body.peer, env)
         request = functions.messages.SendMessageRequest(
-            peer=utils.get_input_peer(entity),
+            peer=peer,
             message=body.text,
             # Derived from the idempotency key, so Telegram deduplicates a repeat too,
             # even one that reaches a restarted actor.
@@ -470,15 +515,19 @@ class SessionActor(Actor):
             reply_to=types.InputReplyToMessage(body.reply_to) if body.reply_to else None,
             reply_markup=_markup(self.client, body.buttons),
         )
-        result = await self._telegram("SendMessageRequest", env, lambda: self.client(request))
-        sent = self.client._get_response_message(request, result, entity)
+        result = await self._telegram(
+            "SendMessageRequest", env, lambda: self.client(request), exclusive=True
+        )
+        sent = self.client._get_response_message(request, result, peer)
         return s.Sent(message=convert.message(sent))
 
     async def _answer_callback(self, body: s.AnswerCallback, env: Envelope) -> Message:
         request = functions.messages.SetBotCallbackAnswerRequest(
             query_id=body.query_id, cache_time=0, alert=body.alert, message=body.text or None
         )
-        await self._telegram("SetBotCallbackAnswerRequest", env, lambda: self.client(request))
+        await self._telegram(
+            "SetBotCallbackAnswerRequest", env, lambda: self.client(request), exclusive=True
+        )
         return s.Answered()
 
     async def _dialogs(self, body: s.GetDialogs, env: Envelope) -> Message:
@@ -497,7 +546,10 @@ class SessionActor(Actor):
         if not utils.parse_phone(body.phone):  # Telethon would fail with a TypeError
             return errors.BadRequest(message="PHONE_NUMBER_INVALID: not a phone number")
         sent = await self._telegram(
-            "SendCodeRequest", env, lambda: self.client.send_code_request(body.phone)
+            "SendCodeRequest",
+            env,
+            lambda: self.client.send_code_request(body.phone),
+            exclusive=True,
         )
         self._phone = body.phone
         return s.CodeSent(phone=body.phone, via=type(sent.type).__name__)
@@ -507,7 +559,10 @@ class SessionActor(Actor):
             return errors.BadRequest(message="no login in progress: send StartLogin first")
         try:
             me = await self._telegram(
-                "SignInRequest", env, lambda: self.client.sign_in(self._phone, body.code)
+                "SignInRequest",
+                env,
+                lambda: self.client.sign_in(self._phone, body.code),
+                exclusive=True,
             )
         except tg_errors.SessionPasswordNeededError:
             return s.PasswordNeeded()
@@ -515,14 +570,19 @@ class SessionActor(Actor):
 
     async def _submit_password(self, body: s.SubmitPassword, env: Envelope) -> Message:
         me = await self._telegram(
-            "CheckPasswordRequest", env, lambda: self.client.sign_in(password=body.password)
+            "CheckPasswordRequest",
+            env,
+            lambda: self.client.sign_in(password=body.password),
+            exclusive=True,
         )
         return await self._logged_in(me)
 
     async def _start_qr(self, body: s.StartQrLogin, env: Envelope) -> Message:
         if self.settings.kind == "bot":
             return errors.BadRequest(message="bot accounts log in with their bot_token")
-        qr = await self._telegram("ExportLoginTokenRequest", env, lambda: self.client.qr_login())
+        qr = await self._telegram(
+            "ExportLoginTokenRequest", env, lambda: self.client.qr_login(), exclusive=True
+        )
         if self._qr_task is not None:
             self._qr_task.cancel()
         self._qr_expires = int(qr.expires.timestamp())
@@ -554,7 +614,7 @@ class SessionActor(Actor):
         # None, leaving the actor without a usable client (and the account unable to log in
         # again). Log out on Telegram and forget who we were, keeping the session.
         request = functions.auth.LogOutRequest()
-        await self._telegram("LogOutRequest", env, lambda: self.client(request))
+        await self._telegram("LogOutRequest", env, lambda: self.client(request), exclusive=True)
         self.client._mb_entity_cache.set_self_user(None, None, None)
         self.client._authorized = False
         self._me = None

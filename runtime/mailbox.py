@@ -165,8 +165,13 @@ class _Runner(pykka.ThreadingActor):
             return pack_body(errors.Internal(message=f"{type(exc).__name__} in {self.address}"))
         if isinstance(result, concurrent.futures.Future):
             if key:
+                # The idempotency cache is this thread's: settle keyed requests here.
                 self._in_flight[key] = [envelope]
-            result.add_done_callback(lambda f: self._ref_tell(_Settled(envelope, f)))
+                result.add_done_callback(lambda f: self._ref_tell(_Settled(envelope, f)))
+            else:
+                # Nothing to remember: reply from the thread that settled it, one hand-off
+                # less (send_reply is thread-safe).
+                result.add_done_callback(lambda f: self._reply(envelope, self._outcome(f)))
             return None
         reply = pack_body(result)
         if key:
@@ -181,19 +186,23 @@ class _Runner(pykka.ThreadingActor):
             self.ctx.log.warning("result after stop dropped", request_id=settled.envelope.id)
 
     def _settle(self, settled: _Settled) -> None:
-        """Reply to a deferred request (and to repeats of its idempotency key)."""
-        envelope, future = settled.envelope, settled.future
-        try:
-            reply = pack_body(future.result())
-        except Exception as exc:
-            self.ctx.log.error("deferred request failed", request_id=envelope.id, exc_info=exc)
-            reply = pack_body(errors.Internal(message=f"{type(exc).__name__} in {self.address}"))
-        else:
-            if envelope.idempotency_key:
-                self._idempotency.put(envelope.idempotency_key, reply)
+        """Reply to a deferred keyed request and to the repeats of its key; remember it."""
+        envelope = settled.envelope
         key = envelope.idempotency_key
-        for waiting in self._in_flight.pop(key, [envelope]) if key else [envelope]:
+        future = settled.future
+        reply = self._outcome(future)
+        if not future.cancelled() and future.exception() is None:
+            self._idempotency.put(key, reply)
+        for waiting in self._in_flight.pop(key, [envelope]):
             self._reply(waiting, reply)
+
+    def _outcome(self, future: concurrent.futures.Future[Message]) -> msgspec.Raw:
+        """The encoded reply a settled future stands for (``Internal`` if it raised)."""
+        try:
+            return pack_body(future.result())
+        except (Exception, concurrent.futures.CancelledError) as exc:
+            self.ctx.log.error("deferred request failed", exc_info=exc)
+            return pack_body(errors.Internal(message=f"{type(exc).__name__} in {self.address}"))
 
     def _build(self) -> None:
         """Create the actor and run its on_start, retrying under supervision."""
