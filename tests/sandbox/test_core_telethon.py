@@ -97,6 +97,22 @@ async def test_fifty_key_exchanges_without_a_failure(
     assert _auth_failures(caplog) == []
 
 
+async def test_trivial_factorisation_from_telethon_is_accepted(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Telethon's randomised Pollard-Brent returns (1, pq) about once in 1,500 exchanges;
+    # force it, and the exchange must still succeed at the first attempt.
+    caplog.set_level(logging.WARNING, logger="telethon")
+    monkeypatch.setattr(authenticator.Factorization, "factorize", lambda pq: (1, pq))
+    client = new_client(sandbox)
+    await client.connect()
+    try:
+        assert isinstance(await client(functions.help.GetConfigRequest()), types.Config)
+    finally:
+        await client.disconnect()
+    assert _auth_failures(caplog) == []
+
+
 def _leading_zero_exponents() -> tuple[int, int]:
     """A server exponent a and client exponent b whose g^ab mod p has a leading zero byte.
 
