@@ -72,6 +72,9 @@ _CLAIM = ord("c")  # address
 _RELEASE_ALL = ord("R")
 _STOP = ord("S")
 _DEADLINE = struct.Struct("<d")
+# Answered requests leave their deadline in the heap until it passes; past this many
+# extra entries the heap is rebuilt from what is pending.
+_DEADLINES_SLACK = 4096
 # Request ids travel in the pipe with a one-byte length.
 MAX_REQUEST_ID = 128
 
@@ -390,7 +393,16 @@ class Node:
                 envelope.deadline = time.time() + self.options.request_timeout_s
             self._pending[envelope.id] = _Pending(envelope, self._epochs.get(envelope.target, 0))
             heapq.heappush(self._deadlines, (envelope.deadline, envelope.id))
+            if len(self._deadlines) > 2 * len(self._pending) + _DEADLINES_SLACK:
+                self._prune_deadlines()
             mailbox.tell(envelope)
+
+    def _prune_deadlines(self) -> None:
+        """Drop the deadlines of answered requests, so memory follows what is pending."""
+        # list() copies in one step: actor threads pop answered entries concurrently.
+        pending = list(self._pending.items())
+        self._deadlines = [(p.envelope.deadline, request_id) for request_id, p in pending]
+        heapq.heapify(self._deadlines)
 
     def _refuse(self, envelope: Envelope, error: errors.Error) -> None:
         """Answer a request on the node's behalf (the actor never saw it)."""
