@@ -140,3 +140,13 @@ def test_spoofed_sender_is_refused(raw: zmq.Socket, node: Proc, client: Client) 
     raw.send(encode_packet(envelope))
     assert "is not this peer's identity" in _bad_request(raw)[1]
     _still_serving(client)
+
+
+def test_overlong_request_id_is_refused(raw: zmq.Socket, node: Proc, client: Client) -> None:
+    envelope = _echo()
+    envelope.id = "x" * 200
+    raw.send(encode_packet(envelope))
+    reply_to, message = _bad_request(raw)
+    assert reply_to == envelope.id
+    assert message == "request id longer than 128 bytes"
+    _still_serving(client)
