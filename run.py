@@ -47,9 +47,11 @@ from protocols.session import (
     SubmitPassword,
     User,
 )
+from runtime import curve
 from runtime.client import Client
 from runtime.errors import AddressTakenError, RequestError
 from runtime.launcher import (
+    client_for,
     parse_actor_specs,
     reach_session,
     session_actors,
@@ -64,7 +66,7 @@ from sandbox.demo import start_demo
 
 log = structlog.get_logger("run")
 
-COMMANDS = ("run", "status", "call", "login", "export-session", "import-session")
+COMMANDS = ("run", "status", "call", "login", "export-session", "import-session", "curve-keys")
 _QR_ATTEMPTS = 3
 
 
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "login": _login,
         "export-session": _export_session,
         "import-session": _import_session,
+        "curve-keys": _curve_keys,
     }
     try:
         return commands[args.command](settings, args)
@@ -149,6 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     imp = command("import-session", "write the account's session file from a StringSession")
     imp.add_argument("account")
     imp.add_argument("--force", action="store_true", help="replace an existing session file")
+
+    command("curve-keys", "print a new CURVE key pair for encrypting links between hosts")
     return parser
 
 
@@ -200,7 +205,7 @@ def _split(items: str) -> list[str]:
 
 
 def _status(settings: Settings, args: argparse.Namespace) -> int:
-    with Client(settings.runtime.broker_endpoint) as client:
+    with client_for(settings) as client:
         try:
             status = client.request("broker", GetStatus(), timeout=args.timeout)
         except RequestError as exc:
@@ -244,7 +249,7 @@ def _call(settings: Settings, args: argparse.Namespace) -> int:
     except FrameError as exc:
         print(f"error: {exc.reason}", file=sys.stderr)
         return 2
-    with Client(settings.runtime.broker_endpoint) as client:
+    with client_for(settings) as client:
         try:
             reply = client.request(
                 args.address, body, timeout=args.timeout, idempotency_key=args.idempotency_key
@@ -378,6 +383,14 @@ def _import_session(settings: Settings, args: argparse.Namespace) -> int:
         target.save()
         target.close()
     print(f"wrote {path} (mode 0600)")
+    return 0
+
+
+def _curve_keys(settings: Settings, args: argparse.Namespace) -> int:
+    """Print a key pair: the secret for the broker's host, the public one for the others."""
+    public, secret = curve.new_key_pair()
+    print(f"runtime.curve_secret_key = {secret!r}   # the broker's host only")
+    print(f"runtime.curve_server_key = {public!r}   # every node and client")
     return 0
 
 

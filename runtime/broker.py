@@ -54,6 +54,7 @@ from protocols.codec import (
 )
 from protocols.envelope import Envelope
 from protocols.errors import Owner
+from runtime import curve
 
 log = structlog.get_logger("broker")
 
@@ -72,6 +73,7 @@ class BrokerOptions:
     heartbeat_interval_s: float = 1.0
     heartbeat_liveness: int = 3
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    curve_secret_key: str | None = None
 
 
 @dataclass
@@ -161,6 +163,7 @@ class Broker:
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         router.setsockopt(zmq.LINGER, 500)
         router.setsockopt(zmq.MAXMSGSIZE, 4 * self.options.max_frame_bytes)
+        curve.serve(router, self.options.curve_secret_key)
         for endpoint in self.options.endpoints:
             router.bind(endpoint)
         self._router = router
@@ -168,6 +171,8 @@ class Broker:
         control.bind(self._control_endpoint)
         xsub = self._zmq.socket(zmq.XSUB)
         xpub = self._zmq.socket(zmq.XPUB)
+        curve.serve(xsub, self.options.curve_secret_key)
+        curve.serve(xpub, self.options.curve_secret_key)
         for endpoint in self.options.events_in:
             xsub.bind(endpoint)
         for endpoint in self.options.events_out:

@@ -30,6 +30,7 @@ from protocols.codec import (
     pack_body,
 )
 from protocols.envelope import Envelope, new_id
+from runtime import curve
 from runtime.broker import SUBSOCKET_SEPARATOR
 from runtime.errors import RequestError
 
@@ -97,12 +98,14 @@ class Client:
         identity: str | None = None,
         context: zmq.Context | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        curve_server_key: str | None = None,
     ) -> None:
         self.address = _client_identity(identity)
         self.max_frame_bytes = max_frame_bytes
         self._socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self._socket.setsockopt(zmq.IDENTITY, self.address.encode())
         self._socket.setsockopt(zmq.LINGER, 0)
+        curve.dial(self._socket, curve_server_key)
         self._socket.connect(endpoint)
 
     def request(
@@ -164,6 +167,7 @@ class AsyncClient:
         *,
         identity: str | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        curve_server_key: str | None = None,
     ) -> None:
         self.address = _client_identity(identity)
         self.max_frame_bytes = max_frame_bytes
@@ -171,6 +175,7 @@ class AsyncClient:
         self._socket = context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.IDENTITY, self.address.encode())
         self._socket.setsockopt(zmq.LINGER, 0)
+        curve.dial(self._socket, curve_server_key)
         self._socket.connect(endpoint)
         self._waiting: dict[str, asyncio.Future[Message]] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -230,10 +235,12 @@ class Subscriber:
         *,
         context: zmq.Context | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        curve_server_key: str | None = None,
     ) -> None:
         self.max_frame_bytes = max_frame_bytes
         self._socket = (context or zmq.Context.instance()).socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
+        curve.dial(self._socket, curve_server_key)
         for topic in topics:
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self._socket.connect(endpoint)

@@ -17,8 +17,9 @@ import structlog
 
 from actors.echo import EchoActor
 from actors.session import SessionActor, session_address
-from config import Settings
+from config import Secret, Settings
 from protocols.broker import GetStatus, Status
+from runtime import curve
 from runtime.actor import ActorFactory
 from runtime.broker import BROKER_ADDRESS, Broker, BrokerOptions
 from runtime.client import Client
@@ -52,6 +53,32 @@ def broker_options(settings: Settings, *, local: bool = False) -> BrokerOptions:
         heartbeat_interval_s=rt.heartbeat_interval_s,
         heartbeat_liveness=rt.heartbeat_liveness,
         max_frame_bytes=rt.max_frame_bytes,
+        curve_secret_key=_reveal(rt.curve_secret_key),
+    )
+
+
+def _reveal(secret: Secret | None) -> str | None:
+    return secret.reveal() if secret is not None else None
+
+
+def _broker_public_key(settings: Settings) -> str | None:
+    """The broker's CURVE public key: as configured, or derived from its secret key."""
+    rt = settings.runtime
+    if rt.curve_server_key is not None:
+        return rt.curve_server_key.reveal()
+    if rt.curve_secret_key is not None:
+        return curve.public_key(rt.curve_secret_key.reveal())
+    return None
+
+
+def client_for(settings: Settings, identity: str | None = None) -> Client:
+    """A client of the configured broker (with its CURVE key when one is set)."""
+    rt = settings.runtime
+    return Client(
+        rt.broker_endpoint,
+        identity=identity,
+        max_frame_bytes=rt.max_frame_bytes,
+        curve_server_key=_broker_public_key(settings),
     )
 
 
@@ -74,6 +101,7 @@ def node_options(settings: Settings, *, local: bool = False, standby: bool = Fal
             backoff_max_s=max(sv.backoff_max_s, sv.backoff_initial_s),
         ),
         standby=standby,
+        curve_server_key=_broker_public_key(settings),
     )
 
 
@@ -122,7 +150,7 @@ def reach_session(settings: Settings, account: str) -> Iterator[Client]:
     Raises ValueError for an unknown account, AddressTakenError if another node owns it.
     """
     actors = session_actors(settings, [account])
-    client = Client(settings.runtime.broker_endpoint, identity=f"operator:{uuid.uuid4().hex[:12]}")
+    client = client_for(settings, identity=f"operator:{uuid.uuid4().hex[:12]}")
     broker: Broker | None = None
     node: Node | None = None
     try:

@@ -54,6 +54,7 @@ from protocols.codec import (
     pack_body,
 )
 from protocols.envelope import Envelope
+from runtime import curve
 from runtime.actor import ActorFactory
 from runtime.broker import SUBSOCKET_SEPARATOR
 from runtime.errors import AddressTakenError
@@ -97,6 +98,7 @@ class NodeOptions:
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     standby: bool = False
+    curve_server_key: str | None = None
 
 
 @dataclass
@@ -134,7 +136,12 @@ class Node:
         if SUBSOCKET_SEPARATOR.decode() in self.node_id:
             raise ValueError(f"a node id may not contain {SUBSOCKET_SEPARATOR.decode()!r}")
         self._threads = _ThreadSockets(
-            self._zmq, self._pull_endpoint, options.events_in, options.broker, self.node_id
+            self._zmq,
+            self._pull_endpoint,
+            options.events_in,
+            options.broker,
+            self.node_id,
+            options.curve_server_key,
         )
         self._thread: threading.Thread | None = None
         self._running = False
@@ -256,6 +263,7 @@ class Node:
         dealer.setsockopt(zmq.IDENTITY, self.node_id.encode())
         dealer.setsockopt(zmq.LINGER, 1000)
         dealer.setsockopt(zmq.MAXMSGSIZE, 4 * self.options.max_frame_bytes)
+        curve.dial(dealer, self.options.curve_server_key)
         dealer.connect(self.options.broker)
         self._dealer = dealer
         self._broker_seen = time.monotonic()
@@ -524,8 +532,10 @@ class _ThreadSockets:
         events_endpoint: str,
         broker_endpoint: str,
         node_id: str,
+        curve_server_key: str | None,
     ) -> None:
         self._zmq = context
+        self._curve_server_key = curve_server_key
         self._pull_endpoint = pull_endpoint
         self._events_endpoint = events_endpoint
         self._broker_endpoint = broker_endpoint
@@ -546,6 +556,7 @@ class _ThreadSockets:
             # It never reads: the broker sends nothing to it.
             sock.setsockopt(zmq.RCVHWM, 1)
             sock.setsockopt(zmq.LINGER, 1000)
+            curve.dial(sock, self._curve_server_key)
             sock.connect(self._broker_endpoint)
             with self._lock:
                 self._all.append(sock)
@@ -567,16 +578,17 @@ class _ThreadSockets:
             # posts caught up right after a restart) would be lost. An XPUB sees the
             # subscriptions arrive (the broker's XSUB sends them all on connect), so wait
             # for them, bounded for a bus nobody subscribes to.
-            sock = self._open(zmq.XPUB, self._events_endpoint)
+            sock = self._open(zmq.XPUB, self._events_endpoint, self._curve_server_key)
             if sock.poll(_BUS_JOIN_TIMEOUT_MS):
                 while sock.poll(0):
                     sock.recv()
             self._local.pub = sock
         return sock
 
-    def _open(self, kind: int, endpoint: str) -> zmq.Socket:
+    def _open(self, kind: int, endpoint: str, curve_server_key: str | None = None) -> zmq.Socket:
         sock = self._zmq.socket(kind)
         sock.setsockopt(zmq.LINGER, 1000)
+        curve.dial(sock, curve_server_key)
         sock.connect(endpoint)
         with self._lock:
             self._all.append(sock)

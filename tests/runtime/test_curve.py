@@ -1,0 +1,42 @@
+"""CURVE: with a broker key set, only peers that know the broker's public key are served."""
+
+from __future__ import annotations
+
+import pytest
+
+from protocols import demo, errors
+from runtime.client import Client, Subscriber
+from runtime.curve import new_key_pair
+from runtime.errors import RequestError
+from tests.runtime.conftest import start_node
+from tests.runtime.support import System, wait_until
+
+
+def test_encrypted_links_serve_only_peers_with_the_broker_key(system: System) -> None:
+    public, secret = new_key_pair()
+    # Every process of this system gets the broker's secret; nodes and `run.py status`
+    # derive the public key from it, as on the broker's own host.
+    system.overrides["SWITCHBOARD__RUNTIME__CURVE_SECRET_KEY"] = secret
+    broker = system.run("--role", "broker", name="broker")
+    wait_until(lambda: broker.has_logged("broker serving"), 15, "the broker to bind")
+    start_node(system, "sealed")
+    assert system.owner_of("echo") == "sealed"
+
+    with Client(system.broker, curve_server_key=public) as trusted:
+        assert trusted.request("echo", demo.Echo(text="hi"), timeout=10) == demo.Echoed(text="hi")
+        with Subscriber(system.events_out, ["actor."], curve_server_key=public) as events:
+            wait_until(lambda: _crash_seen(trusted, events), 20, "an event over CURVE")
+
+    stranger_key, _ = new_key_pair()
+    for key in (None, stranger_key):
+        with Client(system.broker, curve_server_key=key) as outsider:
+            with pytest.raises(RequestError) as caught:
+                outsider.request("echo", demo.Echo(text="let me in"), timeout=1.0)
+            assert isinstance(caught.value.error, errors.Timeout)
+    assert broker.popen.poll() is None
+
+
+def _crash_seen(client: Client, events: Subscriber) -> bool:
+    with pytest.raises(RequestError):
+        client.request("echo", demo.Fail(), timeout=10)
+    return events.receive(2.0) is not None
