@@ -49,7 +49,7 @@ from protocols.session import (
 )
 from runtime import curve
 from runtime.client import Client
-from runtime.errors import AddressTakenError, RequestError
+from runtime.errors import AddressTakenError, RequestError, UsageError
 from runtime.launcher import (
     client_for,
     parse_actor_specs,
@@ -89,12 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return commands[args.command](settings, args)
-    except AddressTakenError as exc:
+    except (AddressTakenError, SessionLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    except SessionLockedError as exc:
+    except RequestError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 3
+        return 1
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _with_default_command(argv: list[str]) -> list[str]:
@@ -158,23 +161,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
+    actors = parse_actor_specs(_split(args.actors))
     demo = None
     if args.role == "all" and not settings.accounts and args.accounts is None:
         demo, accounts = start_demo(settings.data_dir)
         settings = msgspec.structs.replace(settings, accounts=accounts)
         log.info("no accounts configured: running against the built-in sandbox", port=demo.port)
-    names = sorted(settings.accounts) if args.accounts is None else _split(args.accounts)
-    try:
-        actors = {
-            **parse_actor_specs(_split(args.actors)),
-            **(session_actors(settings, names) if args.role != "broker" else {}),
-        }
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     broker = None
     node = None
     try:
+        if args.role != "broker":
+            names = sorted(settings.accounts) if args.accounts is None else _split(args.accounts)
+            actors |= session_actors(settings, names)
         if args.role in ("all", "broker"):
             broker = start_broker(settings, local=args.role == "all")
         if args.role in ("all", "node"):
@@ -187,9 +185,6 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             )
         log.info("running; Ctrl-C to stop", role=args.role, broker=settings.runtime.broker_endpoint)
         wait_for_signal()
-    except AddressTakenError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
     finally:
         if node is not None:
             node.stop()
@@ -264,26 +259,19 @@ def _call(settings: Settings, args: argparse.Namespace) -> int:
 def _login(settings: Settings, args: argparse.Namespace) -> int:
     """Log an account in through its session actor (the one owner of its session)."""
     address = session_address(args.account)
-    try:
-        with reach_session(settings, args.account) as client:
-            status = _settled_status(client, address)
-            if status.authorized and status.user is not None:
-                print(f"{args.account} is logged in as {_who(status.user)}")
-                return 0
-            if settings.accounts[args.account].kind == "bot":
-                print(f"error: bot {args.account} did not log in: {status.state}", file=sys.stderr)
-                return 1
-            if args.qr:
-                user = _qr_login(client, address)
-            else:
-                phone = args.phone or settings.accounts[args.account].phone
-                user = _code_login(client, address, phone or input("phone number: ").strip())
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RequestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    with reach_session(settings, args.account) as client:
+        status = _settled_status(client, address)
+        if status.authorized and status.user is not None:
+            print(f"{args.account} is logged in as {_who(status.user)}")
+            return 0
+        if settings.accounts[args.account].kind == "bot":
+            print(f"error: bot {args.account} did not log in: {status.state}", file=sys.stderr)
+            return 1
+        if args.qr:
+            user = _qr_login(client, address)
+        else:
+            phone = args.phone or settings.accounts[args.account].phone
+            user = _code_login(client, address, phone or input("phone number: ").strip())
     if user is None:
         return 1
     print(f"logged in as {_who(user)}")
@@ -342,15 +330,8 @@ def _who(user: User) -> str:
 
 def _export_session(settings: Settings, args: argparse.Namespace) -> int:
     """Print the account's StringSession (only if the operator is allowed to export it)."""
-    try:
-        with reach_session(settings, args.account) as client:
-            reply = client.request(session_address(args.account), ExportSession(), timeout=30)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RequestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    with reach_session(settings, args.account) as client:
+        reply = client.request(session_address(args.account), ExportSession(), timeout=30)
     assert isinstance(reply, SessionExport)
     print(reply.session_string)
     return 0
@@ -358,9 +339,7 @@ def _export_session(settings: Settings, args: argparse.Namespace) -> int:
 
 def _import_session(settings: Settings, args: argparse.Namespace) -> int:
     """Write the account's session file from a StringSession read from stdin."""
-    if args.account not in settings.accounts:
-        print(f"error: account {args.account!r} is not configured", file=sys.stderr)
-        return 2
+    session_actors(settings, [args.account])  # raises UsageError for an unknown account
     account = settings.account(args.account)
     if account.session_string:
         print(f"error: {args.account} uses session_string, not a session file", file=sys.stderr)

@@ -14,6 +14,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -48,6 +49,18 @@ def _client_identity(identity: str | None) -> str:
     if SUBSOCKET_SEPARATOR.decode() in identity:
         raise ValueError(f"a client identity may not contain {SUBSOCKET_SEPARATOR.decode()!r}")
     return identity
+
+
+def _dealer(
+    context: zmq.Context[Any], identity: str, endpoint: str, curve_server_key: str | None
+) -> Any:
+    """A DEALER named ``identity``, connected to the broker (encrypted if a key is given)."""
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, identity.encode())
+    sock.setsockopt(zmq.LINGER, 0)
+    curve.dial(sock, curve_server_key)
+    sock.connect(endpoint)
+    return sock
 
 
 def _envelope(
@@ -102,11 +115,8 @@ class Client:
     ) -> None:
         self.address = _client_identity(identity)
         self.max_frame_bytes = max_frame_bytes
-        self._socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
-        self._socket.setsockopt(zmq.IDENTITY, self.address.encode())
-        self._socket.setsockopt(zmq.LINGER, 0)
-        curve.dial(self._socket, curve_server_key)
-        self._socket.connect(endpoint)
+        context = context or zmq.Context.instance()
+        self._socket = _dealer(context, self.address, endpoint, curve_server_key)
 
     def request(
         self,
@@ -172,11 +182,7 @@ class AsyncClient:
         self.address = _client_identity(identity)
         self.max_frame_bytes = max_frame_bytes
         context = zmq.asyncio.Context.shadow(zmq.Context.instance())
-        self._socket = context.socket(zmq.DEALER)
-        self._socket.setsockopt(zmq.IDENTITY, self.address.encode())
-        self._socket.setsockopt(zmq.LINGER, 0)
-        curve.dial(self._socket, curve_server_key)
-        self._socket.connect(endpoint)
+        self._socket = _dealer(context, self.address, endpoint, curve_server_key)
         self._waiting: dict[str, asyncio.Future[Message]] = {}
         self._reader: asyncio.Task[None] | None = None
 

@@ -19,3 +19,7 @@ class AddressTakenError(RequestError):
     def __init__(self, error: NotOwner) -> None:
         super().__init__(error)
         self.error: NotOwner = error
+
+
+class UsageError(ValueError):
+    """The command line or configuration names something that does not exist."""

@@ -23,7 +23,7 @@ from runtime import curve
 from runtime.actor import ActorFactory
 from runtime.broker import BROKER_ADDRESS, Broker, BrokerOptions
 from runtime.client import Client
-from runtime.errors import RequestError
+from runtime.errors import RequestError, UsageError
 from runtime.node import Node, NodeOptions
 from runtime.supervisor import RestartPolicy
 
@@ -108,7 +108,7 @@ def node_options(settings: Settings, *, local: bool = False, standby: bool = Fal
 def parse_actor_specs(specs: list[str]) -> dict[str, ActorFactory]:
     """``["echo", "echo=echo:2"]`` -> {address: factory}.
 
-    Raises ValueError naming an unknown actor kind and the known ones.
+    Raises UsageError naming an unknown actor kind and the known ones.
     """
     hosted: dict[str, ActorFactory] = {}
     for spec in specs:
@@ -116,7 +116,7 @@ def parse_actor_specs(specs: list[str]) -> dict[str, ActorFactory]:
         factory = BUILTIN_ACTORS.get(kind)
         if factory is None:
             known = ", ".join(sorted(BUILTIN_ACTORS))
-            raise ValueError(f"unknown actor kind {kind!r} (known: {known})")
+            raise UsageError(f"unknown actor kind {kind!r} (known: {known})")
         hosted[address or kind] = factory
     return hosted
 
@@ -124,13 +124,13 @@ def parse_actor_specs(specs: list[str]) -> dict[str, ActorFactory]:
 def session_actors(settings: Settings, accounts: Iterable[str]) -> dict[str, ActorFactory]:
     """{``session:<name>``: factory} for each named account.
 
-    Raises ValueError naming an account that is not configured.
+    Raises UsageError naming an account that is not configured.
     """
     hosted: dict[str, ActorFactory] = {}
     for name in accounts:
         if name not in settings.accounts:
             known = ", ".join(sorted(settings.accounts)) or "none"
-            raise ValueError(f"account {name!r} is not configured (configured: {known})")
+            raise UsageError(f"account {name!r} is not configured (configured: {known})")
         hosted[session_address(name)] = functools.partial(
             SessionActor,
             account=name,
@@ -147,7 +147,7 @@ def reach_session(settings: Settings, account: str) -> Iterator[Client]:
 
     Through the running system if it hosts the account; otherwise through a broker and
     node started here for the duration (so the account still has exactly one owner).
-    Raises ValueError for an unknown account, AddressTakenError if another node owns it.
+    Raises UsageError for an unknown account, AddressTakenError if another node owns it.
     """
     actors = session_actors(settings, [account])
     client = client_for(settings, identity=f"operator:{uuid.uuid4().hex[:12]}")

@@ -267,13 +267,15 @@ class Node:
         dealer.connect(self.options.broker)
         self._dealer = dealer
         self._broker_seen = time.monotonic()
-        self._send(
-            Ready(
-                node_id=self.node_id,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                addresses=sorted(self._factories),
-            )
+        self._send(self._ready())
+
+    def _ready(self) -> Ready:
+        """Hello to the broker, claiming every address this node hosts."""
+        return Ready(
+            node_id=self.node_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            addresses=sorted(self._factories),
         )
 
     def _send(self, packet: object) -> None:
@@ -359,14 +361,7 @@ class Node:
                 self._on_revoked(packet)
             elif isinstance(packet, Disconnect):
                 self._log.warning("broker does not know this node; registering again")
-                self._send(
-                    Ready(
-                        node_id=self.node_id,
-                        host=socket.gethostname(),
-                        pid=os.getpid(),
-                        addresses=sorted(self._factories),
-                    )
-                )
+                self._send(self._ready())
 
     def _on_envelope(self, envelope: Envelope) -> None:
         if envelope.reply_to:
