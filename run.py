@@ -62,7 +62,7 @@ from runtime.launcher import (
 from runtime.locks import SessionFileLock, SessionLockedError
 from runtime.logging import configure_logging
 from runtime.qr import to_terminal
-from sandbox.demo import start_demo
+from sandbox.demo import log_in_demo_user, start_demo
 
 log = structlog.get_logger("run")
 
@@ -183,6 +183,10 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
                 local=args.role == "all",
                 standby=args.standby,
             )
+        if demo is not None:
+            with client_for(settings) as client:
+                user = log_in_demo_user(client, demo)
+            log.info("demo user logged in through its session actor", user=user.username)
         log.info("running; Ctrl-C to stop", role=args.role, broker=settings.runtime.broker_endpoint)
         wait_for_signal()
     finally:

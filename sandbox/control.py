@@ -188,6 +188,7 @@ class Control:
         "outbox",
         "history",
         "account",
+        "bot_token",
         "channel",
         "online",
         "calls",
@@ -242,6 +243,13 @@ class Control:
     def account(self, ref: int | str) -> Account:
         """An account by id or username. Raises USER_ID_INVALID / USERNAME_NOT_OCCUPIED."""
         return _account(self._user(ref))
+
+    def bot_token(self, ref: int | str) -> str:
+        """A bot's login token, as its creator got it. Raises BOT_INVALID for a non-bot."""
+        user = self._user(ref)
+        if not user.bot or not user.bot_secret:
+            raise RpcError(400, "BOT_INVALID")
+        return f"{user.id}:{user.bot_secret}"
 
     def channel(self, ref: int | str) -> Channel:
         """A channel by id or username. Raises CHANNEL_INVALID / USERNAME_NOT_OCCUPIED."""
