@@ -220,6 +220,26 @@ def test_join_and_leave_a_public_channel(world: World) -> None:
     assert error.message.startswith("USER_NOT_PARTICIPANT")
 
 
+def test_join_a_private_channel_by_invite_link_then_read_it(world: World) -> None:
+    control = world.sandbox.control
+    secret = world.channel(public=False, posts=2)
+    link = secret.invite_link
+    # Not a member yet: the invite link cannot be resolved to a readable chat.
+    refused(world.client, USER, s.ResolvePeer(peer=link), errors.NotFound)
+
+    joined = world.request(USER, s.JoinChannel(peer=link), key=key())
+    assert isinstance(joined, s.Joined)
+    assert joined.peer.id == channel_id(secret) and joined.peer.kind == "channel"
+    assert world.user.id in control.channel(secret.id).members
+
+    resolved = world.request(USER, s.ResolvePeer(peer=link))
+    assert resolved == joined.peer
+    history = world.request(USER, s.FetchHistory(peer=link, limit=10))
+    assert isinstance(history, s.History)
+    assert [m.text for m in history.messages] == ["post 2", "post 1"]
+    refused(world.client, USER, s.JoinChannel(peer="https://t.me/+NoSuchInvite"), errors.NotFound)
+
+
 def test_join_errors_are_typed(world: World) -> None:
     refused(world.client, USER, s.JoinChannel(peer="no_such_channel_here"), errors.NotFound)
     news = world.channel()
