@@ -231,6 +231,27 @@ class AsyncClient:
         await self.close()
 
 
+def _sub(
+    context: zmq.Context[Any], endpoint: str, topics: Iterable[str], curve_server_key: str | None
+) -> Any:
+    """A SUB socket on the bus, subscribed to every topic prefix in ``topics``."""
+    sock = context.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    curve.dial(sock, curve_server_key)
+    for topic in topics:
+        sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+    sock.connect(endpoint)
+    return sock
+
+
+def _event(topic: bytes, frame: bytes, max_bytes: int) -> tuple[str, Message] | None:
+    """(topic, event) of a bus message; None for one that cannot be read."""
+    try:
+        return topic.decode(), decode_event(frame, max_bytes)
+    except (FrameError, UnicodeDecodeError):
+        return None
+
+
 class Subscriber:
     """Receives events from the bus whose topics start with the given prefixes."""
 
@@ -244,12 +265,8 @@ class Subscriber:
         curve_server_key: str | None = None,
     ) -> None:
         self.max_frame_bytes = max_frame_bytes
-        self._socket = (context or zmq.Context.instance()).socket(zmq.SUB)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        curve.dial(self._socket, curve_server_key)
-        for topic in topics:
-            self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
-        self._socket.connect(endpoint)
+        context = context or zmq.Context.instance()
+        self._socket = _sub(context, endpoint, topics, curve_server_key)
 
     def receive(self, timeout: float) -> tuple[str, Message] | None:
         """The next (topic, event), or None on timeout; unreadable events are skipped."""
@@ -259,10 +276,9 @@ class Subscriber:
                 return None
             topic = self._socket.recv()
             frame = self._socket.recv() if self._socket.getsockopt(zmq.RCVMORE) else b""
-            try:
-                return topic.decode(), decode_event(frame, self.max_frame_bytes)
-            except FrameError:
-                continue
+            event = _event(topic, frame, self.max_frame_bytes)
+            if event is not None:
+                return event
         return None
 
     def close(self) -> None:
@@ -272,4 +288,44 @@ class Subscriber:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncSubscriber:
+    """Events from the bus for asyncio: ``async for topic, event in subscriber``."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        topics: Iterable[str] = ("",),
+        *,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        curve_server_key: str | None = None,
+    ) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        context = zmq.asyncio.Context.shadow(zmq.Context.instance())
+        self._socket = _sub(context, endpoint, topics, curve_server_key)
+
+    async def receive(self) -> tuple[str, Message]:
+        """The next (topic, event); unreadable events are skipped."""
+        while True:
+            topic = await self._socket.recv()
+            frame = await self._socket.recv() if self._socket.getsockopt(zmq.RCVMORE) else b""
+            event = _event(topic, frame, self.max_frame_bytes)
+            if event is not None:
+                return event
+
+    def __aiter__(self) -> AsyncSubscriber:
+        return self
+
+    async def __anext__(self) -> tuple[str, Message]:
+        return await self.receive()
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+
+    async def __aenter__(self) -> AsyncSubscriber:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
         self.close()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
 from protocols import demo, errors
-from runtime.client import Client
+from protocols.events import ActorStateChanged
+from runtime.client import AsyncClient, AsyncSubscriber, Client
 from runtime.errors import RequestError
 from tests.runtime.conftest import start_node
 from tests.runtime.support import Proc, System
@@ -15,7 +17,8 @@ from tests.runtime.support import Proc, System
 CLIENT_SCRIPT = """
 import sys
 from protocols import demo
-from runtime.client import Client
+from protocols.events import ActorStateChanged
+from runtime.client import AsyncClient, AsyncSubscriber, Client
 with Client(sys.argv[1]) as client:
     for _ in range(int(sys.argv[2])):
         client.request("echo", demo.Increment(by=1), timeout=60)
@@ -117,3 +120,24 @@ def test_deferred_reply_lets_the_actor_go_on(system: System, broker: Proc, clien
     assert client.request("echo", demo.GetCount()) == demo.Count(value=1)
     again = client.request("echo", demo.Later(seconds=5, text="other"), idempotency_key="L1")
     assert again == demo.Echoed(text="late")
+
+
+async def test_async_client_and_subscriber(system: System, broker: Proc) -> None:
+    start_node(system, "async")
+    async with (
+        AsyncSubscriber(system.events_out, ["actor.echo"]) as events,
+        AsyncClient(system.broker) as client,
+    ):
+        replies = await asyncio.gather(
+            *(client.request("echo", demo.Echo(text=str(i)), timeout=10) for i in range(50))
+        )
+        assert replies == [demo.Echoed(text=str(i)) for i in range(50)]
+        with pytest.raises(RequestError) as caught:
+            await client.request("echo", demo.Fail(reason="on purpose"), timeout=10)
+        assert isinstance(caught.value.error, errors.Internal)
+        while True:
+            topic, event = await asyncio.wait_for(events.receive(), 10)
+            assert topic == "actor.echo" and isinstance(event, ActorStateChanged)
+            if event.state == "restarting":
+                break
+    assert event.reason == "RuntimeError: on purpose"
