@@ -287,7 +287,7 @@ def _settled_status(client: Client, address: str) -> SessionStatus:
     for _ in range(60):
         status = client.request(address, GetSessionStatus(), timeout=10)
         assert isinstance(status, SessionStatus)
-        if status.state in ("authorized", "unauthorized"):
+        if status.state in ("authorized", "unauthorized", "failed"):
             return status
         time.sleep(0.5)
     raise RequestError(Timeout(message=f"{address} did not connect (state {status.state})"))

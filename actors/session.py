@@ -40,6 +40,7 @@ import telethon.crypto.rsa
 from telethon import Button as TgButton
 from telethon import TelegramClient, events, utils
 from telethon import errors as tg_errors
+from telethon.errors import AuthKeyNotFound
 from telethon.sessions import SQLiteSession, StringSession
 from telethon.sessions.abstract import Session
 from telethon.tl import functions, types
@@ -73,6 +74,9 @@ _ANY_API_HASH = "switchboard"
 _MAX_TEXT = 4096
 _MAX_HISTORY = 1000
 _DEFAULT_DEADLINE_S = 30.0
+# Telegram also answers -404 for a while when it is in trouble: only this many in a row
+# count as a revoked auth key.
+_UNKNOWN_KEY_LIMIT = 3
 
 
 def session_address(account: str) -> str:
@@ -95,6 +99,10 @@ def open_session_file(path: Path) -> SQLiteSession:
     os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
     os.chmod(path, 0o600)
     return SQLiteSession(str(path))
+
+
+class SessionFailedError(Exception):
+    """The account's session is unusable (revoked); answered ``Unavailable``."""
 
 
 class SessionActor(Actor):
@@ -126,6 +134,7 @@ class SessionActor(Actor):
         self._last_update = 0.0
         self._dirty = False
         self._phone = ""
+        self._key_revoked = False
         self._qr_task: asyncio.Task[types.User] | None = None
         self._qr_expires = 0
         self._flood = FloodControl(self._limits())
@@ -230,11 +239,27 @@ class SessionActor(Actor):
         self._set_state("disconnected", "actor stopped")
 
     async def _keep_connected(self) -> None:
-        """The watchdog: connect, check the connection when quiet, reconnect with backoff."""
+        """The watchdog: runs until the actor stops, whatever fails inside it."""
+        while True:
+            try:
+                await self._watch()
+                return
+            except Exception as exc:
+                # A bug of ours must not leave the account silently unwatched.
+                self.ctx.log.error("watchdog failed; restarting it", error=repr(exc))
+                self._set_state("disconnected", f"watchdog: {type(exc).__name__}")
+                await asyncio.sleep(self.timing.reconnect_initial_s)
+
+    async def _watch(self) -> None:
+        """Connect, check the connection when quiet, reconnect with capped backoff.
+
+        Returns only when the session is revoked (state ``failed``).
+        """
         assert self._client is not None and self._connected is not None
         client = self._client
         delay = self.timing.reconnect_initial_s
         first = True
+        unknown_key = 0
         while True:
             if not client.is_connected():
                 self._connected.clear()
@@ -245,8 +270,15 @@ class SessionActor(Actor):
                     await asyncio.wait_for(self._connect(), self.timing.ping_timeout_s * 3)
                 except (tg_errors.AuthKeyError, tg_errors.UnauthorizedError) as exc:
                     self._set_state("failed", f"{type(exc).__name__}: session revoked")
+                    self._connected.set()  # waiting requests learn it at once
                     return
                 except Exception as exc:
+                    unknown_key = unknown_key + 1 if isinstance(exc, AuthKeyNotFound) else 0
+                    if unknown_key >= _UNKNOWN_KEY_LIMIT:
+                        unknown_key = 0
+                        if not await self._auth_key_revoked():
+                            return
+                        continue
                     self._set_state("disconnected", f"{type(exc).__name__}", retry_after=delay)
                     with contextlib.suppress(Exception):
                         await client.disconnect()
@@ -260,6 +292,55 @@ class SessionActor(Actor):
                 await self._ping()
                 continue
             await asyncio.sleep(min(self.timing.watchdog_interval_s - quiet, 1.0))
+
+    async def _auth_key_revoked(self) -> bool:
+        """The server keeps answering -404: it does not know our auth key (revoked).
+
+        A bot starts a new key and logs in again with its token (True: reconnect). A user
+        account is marked failed, its session file left as it is, until someone logs in
+        again (False: stop reconnecting).
+        """
+        client = self.client
+        with contextlib.suppress(Exception):
+            await client.disconnect()
+        if self.settings.kind == "bot" and self.settings.bot_token:
+            self.ctx.log.error("auth key unknown to the server; new key, bot token login")
+            self._forget_auth_key()
+            return True
+        self._key_revoked = True
+        self._me = None
+        reason = (
+            "the server does not know this session's auth key (revoked?): "
+            f"log in again with `run.py login {self.account}`"
+        )
+        self.ctx.log.error("session revoked", account=self.account, reason=reason)
+        self._set_state("failed", reason)
+        assert self._connected is not None
+        self._connected.set()  # waiting requests learn it at once
+        return False
+
+    def _forget_auth_key(self) -> None:
+        """Drop the auth key so the next connect makes a new one (a new, logged-out session)."""
+        client = self.client
+        self._me = None
+        client.session.auth_key = None
+        client.session.save()
+        client._sender.auth_key.key = None  # Telethon's sender keeps a copy of its own
+        client._authorized = None  # and remembers it was authorized: make it ask again
+
+    async def _recover_revoked(self) -> None:
+        """Before a new login: replace a revoked key and reconnect (no-op otherwise)."""
+        if not self._key_revoked:
+            return
+        assert self._connected is not None
+        self._key_revoked = False
+        self._forget_auth_key()
+        self._connected.clear()
+        self._set_state("connecting", "new auth key for a new login")
+        loop = asyncio.get_running_loop()
+        self._tasks.append(
+            loop.create_task(self._keep_connected(), name=f"session-{self.account}-watchdog")
+        )
 
     async def _connect(self) -> None:
         assert self._client is not None and self._connected is not None
@@ -304,14 +385,22 @@ class SessionActor(Actor):
             self._last_activity = time.monotonic()
 
     async def _save_state(self) -> None:
-        """Persist update state and entities as they advance (not only at shutdown)."""
+        """Persist update state and entities as they advance (not only at shutdown).
+
+        A failed save is logged and retried at the next interval; it never ends the task.
+        """
         assert self._client is not None
         while True:
             await asyncio.sleep(self.timing.state_save_interval_s)
-            if self._dirty and self._client.is_connected():
-                self._dirty = False
+            if not (self._dirty and self._client.is_connected()):
+                continue
+            self._dirty = False
+            try:
                 await self._client._save_states_and_entities()
                 self._client.session.save()
+            except Exception as exc:
+                self._dirty = True
+                self.ctx.log.error("saving update state failed", error=repr(exc))
 
     def _set_state(
         self, state: SessionStateName, reason: str = "", retry_after: float = 0.0
@@ -341,6 +430,8 @@ class SessionActor(Actor):
         left = (env.deadline - time.time()) if env.deadline else _DEFAULT_DEADLINE_S
         try:
             return await asyncio.wait_for(handler(body, env), max(left, 0.001))
+        except SessionFailedError as exc:
+            return errors.Unavailable(message=str(exc))
         except FloodWaitError as exc:
             return errors.FloodWait(
                 retry_after=exc.retry_after, method=exc.method, message=f"{exc.method} flood-waited"
@@ -375,6 +466,8 @@ class SessionActor(Actor):
         while True:
             await self._flood.acquire(method, deadline)
             await self._connected.wait()
+            if self.state == "failed":
+                raise SessionFailedError(f"{self.account}'s session was revoked; log in again")
             try:
                 if exclusive:
                     async with self._gate:
@@ -545,6 +638,7 @@ class SessionActor(Actor):
             return errors.BadRequest(message="bot accounts log in with their bot_token")
         if not utils.parse_phone(body.phone):  # Telethon would fail with a TypeError
             return errors.BadRequest(message="PHONE_NUMBER_INVALID: not a phone number")
+        await self._recover_revoked()
         sent = await self._telegram(
             "SendCodeRequest",
             env,
@@ -580,6 +674,7 @@ class SessionActor(Actor):
     async def _start_qr(self, body: s.StartQrLogin, env: Envelope) -> Message:
         if self.settings.kind == "bot":
             return errors.BadRequest(message="bot accounts log in with their bot_token")
+        await self._recover_revoked()
         qr = await self._telegram(
             "ExportLoginTokenRequest", env, lambda: self.client.qr_login(), exclusive=True
         )

@@ -34,6 +34,24 @@ async def send_code(call: Call, query: functions.auth.SendCodeRequest) -> types.
     )
 
 
+@handles(functions.auth.ResendCodeRequest, auth=False)
+async def resend_code(call: Call, query: functions.auth.ResendCodeRequest) -> types.auth.SentCode:
+    """A new code for a login in progress (same hash). Raises PHONE_CODE_EXPIRED otherwise.
+
+    Telethon asks this when it still holds a hash for the phone, e.g. on a second login in
+    one client; on PHONE_CODE_EXPIRED it falls back to sendCode.
+    """
+    phone = normalize_phone(query.phone_number)
+    issued = call.world.login_codes.get(phone)
+    if issued is None or issued[0] != query.phone_code_hash:
+        raise RpcError(400, "PHONE_CODE_EXPIRED")
+    code = "".join(secrets.choice("0123456789") for _ in range(CODE_LENGTH))
+    call.world.login_codes[phone] = (query.phone_code_hash, code)
+    return types.auth.SentCode(
+        type=types.auth.SentCodeTypeApp(length=CODE_LENGTH), phone_code_hash=query.phone_code_hash
+    )
+
+
 def _check_code(call: Call, phone: str, phone_code_hash: str, code: str | None) -> None:
     issued = call.world.login_codes.get(phone)
     if issued is None or issued[0] != phone_code_hash:
