@@ -20,9 +20,7 @@ def system(tmp_path: Path) -> Iterator[System]:
 
 @pytest.fixture
 def broker(system: System) -> Proc:
-    proc = system.run("--role", "broker", name="broker")
-    wait_until(lambda: proc.has_logged("broker serving"), 15, "the broker to bind")
-    return proc
+    return system.run_broker()
 
 
 @pytest.fixture

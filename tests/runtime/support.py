@@ -122,6 +122,12 @@ class System:
         self.procs.append(proc)
         return proc
 
+    def run_broker(self) -> Proc:
+        """Start ``run.py --role broker`` and wait until it serves."""
+        proc = self.run("--role", "broker", name="broker")
+        wait_until(lambda: proc.has_logged("broker serving"), 15, "the broker to bind")
+        return proc
+
     def command(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         """Run ``python run.py ARGS`` to completion (status, call)."""
         return subprocess.run(

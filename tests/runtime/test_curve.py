@@ -17,8 +17,7 @@ def test_encrypted_links_serve_only_peers_with_the_broker_key(system: System) ->
     # Every process of this system gets the broker's secret; nodes and `run.py status`
     # derive the public key from it, as on the broker's own host.
     system.overrides["SWITCHBOARD__RUNTIME__CURVE_SECRET_KEY"] = secret
-    broker = system.run("--role", "broker", name="broker")
-    wait_until(lambda: broker.has_logged("broker serving"), 15, "the broker to bind")
+    broker = system.run_broker()
     start_node(system, "sealed")
     assert system.owner_of("echo") == "sealed"
 

@@ -141,9 +141,7 @@ def sessions(tmp_path: Path, sandbox: SandboxThread) -> Iterator[Sessions]:
 
 @pytest.fixture
 def broker(sessions: Sessions) -> Proc:
-    proc = sessions.run("--role", "broker", name="broker")
-    wait_until(lambda: proc.has_logged("broker serving"), 15, "the broker to bind")
-    return proc
+    return sessions.run_broker()
 
 
 @pytest.fixture
