@@ -101,14 +101,6 @@ class NodeOptions:
     curve_server_key: str | None = None
 
 
-@dataclass
-class _Pending:
-    """A request handed to a mailbox and not yet answered."""
-
-    envelope: Envelope
-    epoch: int
-
-
 class Node:
     """Hosts actors at addresses the broker grants it."""
 
@@ -125,7 +117,8 @@ class Node:
         self._mailboxes: dict[str, Mailbox] = {}
         self._epochs: dict[str, int] = {}
         self._refusals: dict[str, errors.NotOwner] = {}
-        self._pending: dict[str, _Pending] = {}
+        # Requests handed to a mailbox and not answered yet, by id.
+        self._pending: dict[str, Envelope] = {}
         self._deadlines: list[tuple[float, str]] = []
         self._outbound: dict[str, concurrent.futures.Future[Message]] = {}
         self._outbound_deadlines: list[tuple[float, str]] = []
@@ -394,7 +387,7 @@ class Node:
         else:
             if not envelope.deadline:
                 envelope.deadline = time.time() + self.options.request_timeout_s
-            self._pending[envelope.id] = _Pending(envelope, self._epochs.get(envelope.target, 0))
+            self._pending[envelope.id] = envelope
             heapq.heappush(self._deadlines, (envelope.deadline, envelope.id))
             if len(self._deadlines) > 2 * len(self._pending) + _DEADLINES_SLACK:
                 self._prune_deadlines()
@@ -404,7 +397,7 @@ class Node:
         """Drop the deadlines of answered requests, so memory follows what is pending."""
         # list() copies in one step: actor threads pop answered entries concurrently.
         pending = list(self._pending.items())
-        self._deadlines = [(p.envelope.deadline, request_id) for request_id, p in pending]
+        self._deadlines = [(env.deadline, request_id) for request_id, env in pending]
         heapq.heapify(self._deadlines)
 
     def _refuse(self, envelope: Envelope, error: errors.Error) -> None:
@@ -418,10 +411,8 @@ class Node:
             pending = self._pending.pop(request_id, None)
             if pending is not None:
                 self._refuse(
-                    pending.envelope,
-                    errors.Timeout(
-                        message=f"{pending.envelope.target} did not answer before the deadline"
-                    ),
+                    pending,
+                    errors.Timeout(message=f"{pending.target} did not answer before the deadline"),
                 )
         while self._outbound_deadlines and self._outbound_deadlines[0][0] <= now:
             _, request_id = heapq.heappop(self._outbound_deadlines)
@@ -498,7 +489,7 @@ class Node:
     def _shutdown(self) -> None:
         """Answer what is still pending, say goodbye, close the I/O thread's sockets."""
         for pending in list(self._pending.values()):
-            self._refuse(pending.envelope, errors.Unavailable(message="node is stopping"))
+            self._refuse(pending, errors.Unavailable(message="node is stopping"))
         self._pending.clear()
         with self._outbound_lock:
             for future in self._outbound.values():
