@@ -18,7 +18,7 @@ from runtime.actor import Actor
 
 
 class EchoActor(Actor):
-    """Answers Echo, Increment, GetCount, Sleep and Later; raises on Fail."""
+    """Answers Echo, Increment, GetCount, Sleep, Later and Relay; raises on Fail."""
 
     def on_start(self) -> None:
         self.count = 0
@@ -30,6 +30,9 @@ class EchoActor(Actor):
     ) -> Message | concurrent.futures.Future[Message]:
         if isinstance(body, demo.Later):
             return self._later(body)
+        if isinstance(body, demo.Relay):
+            # The other actor's reply (or its error) becomes ours, without blocking.
+            return self.ctx.ask(body.target, demo.Echo(text=body.text), timeout=body.timeout)
         if not self._inside.acquire(blocking=False):
             self.overlaps += 1
             self._inside.acquire()

@@ -52,6 +52,14 @@ class Later(Message):
     text: str = ""
 
 
+class Relay(Message):
+    """Ask ``target`` to Echo ``text`` and answer with its reply (actor-to-actor requests)."""
+
+    target: str
+    text: str = ""
+    timeout: float = 5.0
+
+
 class Fail(Message):
     """Make the actor raise (to observe supervision); never answered with a result."""
 
@@ -67,5 +75,6 @@ MESSAGES: tuple[type[Message], ...] = (
     Sleep,
     Slept,
     Later,
+    Relay,
     Fail,
 )

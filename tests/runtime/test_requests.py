@@ -141,3 +141,20 @@ async def test_async_client_and_subscriber(system: System, broker: Proc) -> None
             if event.state == "restarting":
                 break
     assert event.reason == "RuntimeError: on purpose"
+
+
+def test_actors_ask_each_other_across_nodes(system: System, broker: Proc, client: Client) -> None:
+    start_node(system, "first")
+    start_node(system, "second", "echo=other")
+    relayed = client.request("echo", demo.Relay(target="other", text="via other"), timeout=10)
+    assert relayed == demo.Echoed(text="via other")
+
+    with pytest.raises(RequestError) as caught:
+        client.request("echo", demo.Relay(target="nowhere", text="x"), timeout=10)
+    assert isinstance(caught.value.error, errors.NoSuchAddress)
+
+    # The other actor is busy past the relay's own deadline: Timeout comes back, once.
+    client.send("other", demo.Sleep(seconds=1.5), timeout=10)
+    with pytest.raises(RequestError) as caught:
+        client.request("echo", demo.Relay(target="other", text="late", timeout=0.5), timeout=10)
+    assert isinstance(caught.value.error, errors.Timeout)
