@@ -121,7 +121,7 @@ class SessionSettings(_Section):
     reconnect_initial_s: PositiveFloat = 1.0
     reconnect_max_s: PositiveFloat = 60.0
     # Update state (pts) and entities are written to the session this often while they change.
-    state_save_interval_s: PositiveFloat = 1.0
+    state_save_interval_s: PositiveFloat = 0.25
 
 
 class AccountSettings(_Section):
