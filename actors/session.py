@@ -659,7 +659,12 @@ class SessionActor(Actor):
                 exclusive=True,
             )
         except tg_errors.SessionPasswordNeededError:
-            return s.PasswordNeeded()
+            settings = await self._telegram(
+                "GetPasswordRequest",
+                env,
+                lambda: self.client(functions.account.GetPasswordRequest()),
+            )
+            return s.PasswordNeeded(hint=settings.hint or "")
         return await self._logged_in(me)
 
     async def _submit_password(self, body: s.SubmitPassword, env: Envelope) -> Message:

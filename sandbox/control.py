@@ -184,6 +184,7 @@ class Control:
         "edit_message",
         "delete_messages",
         "last_login_code",
+        "set_password",
         "inbox",
         "outbox",
         "history",
@@ -375,6 +376,15 @@ class Control:
         """The code of the last auth.sendCode for this phone, until it is used."""
         issued = self.world.login_codes.get(normalize_phone(phone))
         return issued[1] if issued else None
+
+    def set_password(self, account: int | str, password: str, hint: str = "") -> Account:
+        """Turn on two-step verification: a login by code then also needs ``password``.
+
+        Only the SRP verifier is stored (computing it takes about 0.1 s).
+        """
+        user = self._user(account)
+        self.world.set_password(user, password, hint)
+        return _account(user)
 
     # -------------------------------------------------------------- observation
 

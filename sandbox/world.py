@@ -32,6 +32,7 @@ from telethon.extensions import BinaryReader
 from telethon.tl import types
 from telethon.tl.tlobject import TLObject, TLRequest
 
+from sandbox import srp
 from sandbox.backend import ClientSession, RpcError
 from sandbox.faults import Faults, method_name
 from sandbox.methods import Call, Method, dispatch_table
@@ -106,6 +107,15 @@ class ChannelMessage(msgspec.Struct):
     edit_date: int | None = None
 
 
+class PasswordRec(msgspec.Struct):
+    """An account's two-step verification password: its SRP verifier and salts, never the text."""
+
+    salt1: bytes
+    salt2: bytes
+    verifier: bytes  # g^x mod p, 256 bytes (see sandbox.srp)
+    hint: str = ""
+
+
 class UserRec(msgspec.Struct):
     """A user or bot account and its private message box."""
 
@@ -117,6 +127,7 @@ class UserRec(msgspec.Struct):
     phone: str | None = None
     bot: bool = False
     bot_secret: str | None = None
+    password: PasswordRec | None = None
     # pts starts at 1: Telethon reads a state with pts 0 as "no state" and would
     # re-initialise on every reconnect, losing gaps.
     pts: int = 1
@@ -183,6 +194,15 @@ class LoginToken:
     user_id: int | None = None  # set when another session accepted it
 
 
+@dataclass
+class SrpCheck:
+    """An account.getPassword challenge, waiting for its one auth.checkPassword."""
+
+    key_id: int  # the auth key that asked for it
+    user_id: int
+    challenge: srp.Challenge
+
+
 def _reply_header(reply_to_id: int | None) -> types.MessageReplyHeader | None:
     return types.MessageReplyHeader(reply_to_msg_id=reply_to_id) if reply_to_id else None
 
@@ -242,6 +262,10 @@ class World:
         self.login_codes: dict[str, tuple[str, str]] = {}
         # (user_id, random_id) -> the first sendMessage result, oldest first
         self.sent: OrderedDict[tuple[int, int], TLObject] = OrderedDict()
+        # auth key id -> the account whose code it gave and whose password it still needs
+        self.password_logins: dict[int, int] = {}
+        # srp_id -> the challenge account.getPassword issued
+        self.srp_checks: dict[int, SrpCheck] = {}
         # QR login tokens by token bytes
         self.login_tokens: dict[bytes, LoginToken] = {}
         # callback query id -> the future the pressing user's call waits on
@@ -512,6 +536,18 @@ class World:
         ):
             raise RpcError(400, "ACCESS_TOKEN_INVALID")
         return user
+
+    def set_password(self, user: UserRec, password: str, hint: str = "") -> None:
+        """Give the account a two-step verification password (replacing any); saved at once.
+
+        Only the SRP verifier and fresh salts are kept. Challenges issued for the old
+        password fail from now on.
+        """
+        salt1, salt2 = secrets.token_bytes(40), secrets.token_bytes(16)
+        user.password = PasswordRec(
+            salt1=salt1, salt2=salt2, verifier=srp.verifier(password, salt1, salt2), hint=hint
+        )
+        self.save()
 
     def _next_user_id(self) -> int:
         user_id = self.state.next_user_id

@@ -115,6 +115,7 @@ def handles(
 def dispatch_table() -> dict[type, Method]:
     """The complete table: request class -> Method (imports every namespace module)."""
     from sandbox.methods import (  # noqa: F401  (imported for their registrations)
+        account,
         auth,
         channels,
         contacts,

@@ -6,6 +6,7 @@ import secrets
 
 from telethon.tl import functions, types
 
+from sandbox import srp
 from sandbox.backend import RpcError
 from sandbox.methods import Call, handles
 from sandbox.world import LoginToken, normalize_phone, now
@@ -68,15 +69,50 @@ async def sign_in(
 ) -> types.auth.Authorization | types.auth.AuthorizationSignUpRequired:
     """Log in with the code; an unregistered phone answers authorizationSignUpRequired.
 
-    Raises PHONE_CODE_EXPIRED / PHONE_CODE_EMPTY / PHONE_CODE_INVALID.
+    Raises PHONE_CODE_EXPIRED / PHONE_CODE_EMPTY / PHONE_CODE_INVALID, and 401
+    SESSION_PASSWORD_NEEDED for an account with a password: the key then waits for
+    auth.checkPassword (the code stays valid until that succeeds).
     """
     phone = normalize_phone(query.phone_number)
     _check_code(call, phone, query.phone_code_hash, query.phone_code)
     user = call.world.user_by_phone(phone)
     if user is None:
         return types.auth.AuthorizationSignUpRequired()
+    if user.password is not None:
+        call.world.password_logins[call.key.key_id] = user.id
+        raise RpcError(401, "SESSION_PASSWORD_NEEDED")
     call.world.login_codes.pop(phone, None)
     call.world.bind(call.key, user)
+    call.user = user
+    return _authorization(call)
+
+
+@handles(functions.auth.CheckPasswordRequest, auth=False)
+async def check_password(
+    call: Call, query: functions.auth.CheckPasswordRequest
+) -> types.auth.Authorization:
+    """Finish a login that needed the password: verify the SRP proof and log the key in.
+
+    Each srp_id from account.getPassword is good for one attempt. Raises SRP_ID_INVALID
+    (unknown, used, or another key's), PASSWORD_HASH_INVALID (wrong password).
+    """
+    check = query.password
+    if not isinstance(check, types.InputCheckPasswordSRP):
+        raise RpcError(400, "PASSWORD_HASH_INVALID")
+    world = call.world
+    issued = world.srp_checks.pop(check.srp_id, None)
+    if issued is None or issued.key_id != call.key.key_id:
+        raise RpcError(400, "SRP_ID_INVALID")
+    user = world.user(issued.user_id)
+    password = user.password
+    if password is None or not srp.check(
+        password.verifier, password.salt1, password.salt2, issued.challenge, check.A, check.M1
+    ):
+        raise RpcError(400, "PASSWORD_HASH_INVALID")
+    world.password_logins.pop(call.key.key_id, None)
+    if user.phone:
+        world.login_codes.pop(user.phone, None)
+    world.bind(call.key, user)
     call.user = user
     return _authorization(call)
 
