@@ -9,7 +9,7 @@ from telethon.tl import functions, types
 from sandbox import srp
 from sandbox.backend import RpcError
 from sandbox.methods import Call, handles
-from sandbox.world import LoginToken, normalize_phone, now
+from sandbox.world import LoginToken, UserRec, normalize_phone, now
 
 CODE_LENGTH = 5
 
@@ -53,6 +53,15 @@ async def resend_code(call: Call, query: functions.auth.ResendCodeRequest) -> ty
     )
 
 
+def _log_in(call: Call, user: UserRec, phone: str = "") -> types.auth.Authorization:
+    """Bind this auth key to ``user`` (its login code, if any, is used up)."""
+    if phone:
+        call.world.login_codes.pop(phone, None)
+    call.world.bind(call.key, user)
+    call.user = user
+    return _authorization(call)
+
+
 def _check_code(call: Call, phone: str, phone_code_hash: str, code: str | None) -> None:
     issued = call.world.login_codes.get(phone)
     if issued is None or issued[0] != phone_code_hash:
@@ -81,10 +90,7 @@ async def sign_in(
     if user.password is not None:
         call.world.password_logins[call.key.key_id] = user.id
         raise RpcError(401, "SESSION_PASSWORD_NEEDED")
-    call.world.login_codes.pop(phone, None)
-    call.world.bind(call.key, user)
-    call.user = user
-    return _authorization(call)
+    return _log_in(call, user, phone)
 
 
 @handles(functions.auth.CheckPasswordRequest, auth=False)
@@ -110,11 +116,7 @@ async def check_password(
     ):
         raise RpcError(400, "PASSWORD_HASH_INVALID")
     world.password_logins.pop(call.key.key_id, None)
-    if user.phone:
-        world.login_codes.pop(user.phone, None)
-    world.bind(call.key, user)
-    call.user = user
-    return _authorization(call)
+    return _log_in(call, user, user.phone or "")
 
 
 @handles(functions.auth.SignUpRequest, auth=False)
@@ -127,10 +129,7 @@ async def sign_up(call: Call, query: functions.auth.SignUpRequest) -> types.auth
     if not query.first_name.strip():
         raise RpcError(400, "FIRSTNAME_INVALID")
     user = call.world.create_user(phone, query.first_name, query.last_name)
-    call.world.login_codes.pop(phone, None)
-    call.world.bind(call.key, user)
-    call.user = user
-    return _authorization(call)
+    return _log_in(call, user, phone)
 
 
 @handles(functions.auth.ImportBotAuthorizationRequest, auth=False)
@@ -138,10 +137,7 @@ async def import_bot_authorization(
     call: Call, query: functions.auth.ImportBotAuthorizationRequest
 ) -> types.auth.Authorization:
     """Log in as a bot with ``"<bot_id>:<secret>"``. Raises ACCESS_TOKEN_INVALID."""
-    bot = call.world.bot_by_token(query.bot_auth_token)
-    call.world.bind(call.key, bot)
-    call.user = bot
-    return _authorization(call)
+    return _log_in(call, call.world.bot_by_token(query.bot_auth_token))
 
 
 @handles(functions.auth.LogOutRequest)

@@ -254,7 +254,7 @@ async def get_dialogs(
             (
                 top.date if top else channel.date,
                 top.id if top else 0,
-                _dialog(types.PeerChannel(channel.id), top.id if top else 0, channel.pts),
+                dialog(types.PeerChannel(channel.id), top.id if top else 0, channel.pts),
                 view,
             )
         )
@@ -267,7 +267,7 @@ async def get_dialogs(
             (
                 msg.date,
                 msg.id,
-                _dialog(types.PeerUser(peer_id), msg.id, None),
+                dialog(types.PeerUser(peer_id), msg.id, None),
                 world.box_message_view(me, msg),
             )
         )
@@ -290,7 +290,8 @@ async def get_dialogs(
     )
 
 
-def _dialog(peer: types.TypePeer, top: int, pts: int | None) -> types.Dialog:
+def dialog(peer: types.TypePeer, top: int, pts: int | None) -> types.Dialog:
+    """A dialog entry read up to ``top``, with nothing unread."""
     return types.Dialog(
         peer=peer,
         top_message=top,

@@ -8,6 +8,7 @@ from typing import TypeVar
 from telethon.tl import functions, types
 
 from sandbox.methods import Call, handles
+from sandbox.methods.messages import dialog
 from sandbox.world import PtsEvent, events_after, now, timestamp
 
 M = TypeVar("M")
@@ -134,20 +135,9 @@ async def get_channel_difference(
         messages = [world.channel_message_view(channel, m, me.id) for m in latest]
         users, chats = world.entities_for(messages, me.id)
         top = channel.messages[-1].id if channel.messages else 0
-        dialog = types.Dialog(
-            peer=types.PeerChannel(channel.id),
-            top_message=top,
-            read_inbox_max_id=top,
-            read_outbox_max_id=top,
-            unread_count=0,
-            unread_mentions_count=0,
-            unread_reactions_count=0,
-            unread_poll_votes_count=0,
-            notify_settings=types.PeerNotifySettings(),
-            pts=channel.pts,
-        )
+        entry = dialog(types.PeerChannel(channel.id), top, channel.pts)
         return types.updates.ChannelDifferenceTooLong(
-            dialog=dialog, messages=messages, chats=chats, users=users, final=True
+            dialog=entry, messages=messages, chats=chats, users=users, final=True
         )
     missed = events_after(channel.log, query.pts)
     page = missed[:limit]

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext
 from pathlib import Path
+from typing import Any
 
 import zmq
 
@@ -207,34 +208,44 @@ def raw_server_main(conn: Connection) -> None:
 
 
 class ClientProcess:
-    """A client process driven over a pipe, one measurement per :meth:`measure`."""
+    """A client process driven over a pipe: it sends a hello, then answers each command.
 
-    def __init__(self, mp: SpawnContext, kind: str, endpoint: str, frame_bytes: int) -> None:
-        self.kind = kind
+    ``target(*args, conn)`` runs in the child; None on the pipe tells it to stop.
+    """
+
+    def __init__(
+        self,
+        mp: SpawnContext,
+        side: str,
+        target: Callable[..., None],
+        *args: Any,
+        start_timeout: float = START_TIMEOUT_S,
+    ) -> None:
+        self.side = side
         self._conn, child = mp.Pipe()
-        self._process = mp.Process(
-            target=client_main,
-            args=(kind, endpoint, frame_bytes, child),
-            name=f"{kind}-client",
-            daemon=True,
-        )
+        self._process = mp.Process(target=target, args=(*args, child), name=side, daemon=True)
         self._process.start()
         child.close()
-        self._expect(START_TIMEOUT_S)
+        self.hello = self.expect(start_timeout)
+
+    def ask(self, command: tuple[Any, ...], timeout: float) -> Any:
+        """Send one command and return the child's answer."""
+        self._conn.send(command)
+        return self.expect(timeout)
 
     def measure(self, inflight: int, seconds: float) -> Round:
-        self._conn.send((inflight, seconds))
-        result = self._expect(seconds + REPLY_TIMEOUT_S + 5)
+        """One measurement round of ``client_main``."""
+        result = self.ask((inflight, seconds), seconds + REPLY_TIMEOUT_S + 5)
         assert isinstance(result, Round)
         return result
 
-    def _expect(self, timeout: float) -> object:
+    def expect(self, timeout: float) -> Any:
         try:
             if self._conn.poll(timeout):
                 return self._conn.recv()
         except EOFError:
             pass
-        raise RuntimeError(f"the {self.kind} client process failed (see its output above)")
+        raise RuntimeError(f"the {self.side} client process failed (see its output above)")
 
     def close(self) -> None:
         with suppress(OSError):
@@ -372,8 +383,8 @@ def measure_all(mode: Mode) -> tuple[dict[tuple[str, int], list[Round]], Memory]
         raw_echo_server(mp) as (raw_pid, raw_endpoint),
     ):
         clients = [
-            (ClientProcess(mp, "raw", raw_endpoint, frame_bytes), raw_pid),
-            (ClientProcess(mp, "ours", endpoint, frame_bytes), system.pid),
+            (ClientProcess(mp, "raw", client_main, "raw", raw_endpoint, frame_bytes), raw_pid),
+            (ClientProcess(mp, "ours", client_main, "ours", endpoint, frame_bytes), system.pid),
         ]
         idle = memory_mb(system.pid)["VmRSS"]
         try:
@@ -384,7 +395,7 @@ def measure_all(mode: Mode) -> tuple[dict[tuple[str, int], list[Round]], Memory]
                         cpu = cpu_seconds(server_pid)
                         sample = client.measure(n, mode.seconds)
                         sample.server_cpu_s = cpu_seconds(server_pid) - cpu
-                        results[client.kind, n].append(sample)
+                        results[client.side, n].append(sample)
         finally:
             for client, _ in clients:
                 client.close()

@@ -76,7 +76,7 @@ from runtime.errors import RequestError  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
 from sandbox import SandboxThread  # noqa: E402
 from sandbox.client import new_client  # noqa: E402
-from tests.benchmarks.runtime_rtt import cpu_seconds, pipeline  # noqa: E402
+from tests.benchmarks.runtime_rtt import ClientProcess, cpu_seconds, pipeline  # noqa: E402
 from tests.runtime.support import Proc, System, wait_until  # noqa: E402
 
 ACCOUNT = "bench"
@@ -436,37 +436,6 @@ def actor_main(endpoint: str, channel_id: int, conn: Connection) -> None:
         conn.send(Round(latencies, elapsed, time.process_time() - cpu))
 
 
-class ClientProcess:
-    """A client process driven over a pipe."""
-
-    def __init__(self, mp: SpawnContext, side: str, target: Callable[..., None], *args: Any):
-        self.side = side
-        self._conn, child = mp.Pipe()
-        self._process = mp.Process(target=target, args=(*args, child), name=side, daemon=True)
-        self._process.start()
-        child.close()
-        self.hello = self.expect(START_TIMEOUT_S)
-
-    def ask(self, command: tuple[Any, ...], timeout: float) -> Any:
-        self._conn.send(command)
-        return self.expect(timeout)
-
-    def expect(self, timeout: float) -> Any:
-        try:
-            if self._conn.poll(timeout):
-                return self._conn.recv()
-        except EOFError:
-            pass
-        raise RuntimeError(f"the {self.side} client process failed (see its output above)")
-
-    def close(self) -> None:
-        with suppress(OSError):
-            self._conn.send(None)
-        self._process.join(5)
-        if self._process.is_alive():
-            self._process.terminate()
-
-
 # -- the run -----------------------------------------------------------------------------
 
 
@@ -492,8 +461,22 @@ def measure_all(mode: Mode) -> Results:
         log_in(sandbox, direct_session)
         with deployment(Path(tmp), sandbox, limits=("history",)) as system:
             pids = {"sandbox": sandbox.pid, "broker": system.broker.pid, "node": system.node.pid}
-            direct = ClientProcess(mp, "direct", direct_main, sandbox.info, str(direct_session))
-            actor = ClientProcess(mp, "actor", actor_main, system.endpoint, direct.hello)
+            direct = ClientProcess(
+                mp,
+                "direct",
+                direct_main,
+                sandbox.info,
+                str(direct_session),
+                start_timeout=START_TIMEOUT_S,
+            )
+            actor = ClientProcess(
+                mp,
+                "actor",
+                actor_main,
+                system.endpoint,
+                direct.hello,
+                start_timeout=START_TIMEOUT_S,
+            )
             clients = {"direct": direct, "actor": actor}
             if mode.latency_s:
                 # Telegram's round trip, for both sides alike, from here on (so not in the
