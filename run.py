@@ -25,6 +25,7 @@ import msgspec
 import structlog
 from telethon.sessions import StringSession
 
+from actors.qr import to_terminal
 from actors.session import open_session_file, session_address, session_path
 from config import ConfigError, Settings, load_settings
 from protocols.broker import GetStatus, Status
@@ -61,7 +62,6 @@ from runtime.launcher import (
 )
 from runtime.locks import SessionFileLock, SessionLockedError
 from runtime.logging import configure_logging
-from runtime.qr import to_terminal
 from sandbox.demo import log_in_demo_user, start_demo
 
 log = structlog.get_logger("run")
@@ -311,7 +311,7 @@ def _qr_login(client: Client, address: str) -> User | None:
     for _ in range(_QR_ATTEMPTS):
         qr = client.request(address, StartQrLogin(), timeout=60)
         assert isinstance(qr, QrLogin)
-        print(to_terminal(qr.url))
+        print(to_terminal(qr.url), end="")
         print(f"Scan with Telegram (Settings > Devices > Link Desktop Device), or open {qr.url}")
         while time.time() < qr.expires_at + 1:
             state = client.request(address, QrLoginStatus(), timeout=10)
