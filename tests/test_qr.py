@@ -1,18 +1,26 @@
 """The login QR codes, read back by a real decoder (zbar) from what people see: the terminal
-text as a light-on-dark terminal draws it, and the SVG rendered over a dark page."""
+text as a light-on-dark terminal draws it, the SVG rendered over a dark page, and a page
+served by aiohttp as headless Chromium shows it."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import segno
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from actors.qr import to_svg, to_terminal
+from tests.browser import screenshot
 from tests.tools import svg_to_png, terminal_bitmap, write_png, zbar_decode
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
 
 
 def login_url(token: bytes) -> str:
@@ -73,3 +81,23 @@ def test_bad_input_raises() -> None:
         to_svg("x", scale=0)
     with pytest.raises(segno.DataOverflowError):
         to_terminal("x" * 8000)
+
+
+async def test_page_in_headless_chromium_shows_a_code_that_scans(browser_page: Page) -> None:
+    token = TOKENS[0]
+
+    async def login_page(request: web.Request) -> web.Response:
+        # Dark, like a page in a dark theme: the code must bring its own light quiet zone.
+        body = f"<h1>Log in</h1><p>Scan with Telegram</p>{to_svg(login_url(token))}"
+        style = "body { background: #111; color: #eee; font-family: sans-serif }"
+        html = f"<!doctype html><title>Log in</title><style>{style}</style>{body}"
+        return web.Response(text=html, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/login", login_page)
+    async with TestServer(app, host="127.0.0.1") as server:
+        await browser_page.goto(str(server.make_url("/login")))
+        await browser_page.locator("svg.qr").wait_for()
+        shot = await screenshot(browser_page, "qr_login_page")
+    (decoded,) = zbar_decode(shot)
+    assert token_of(decoded) == token

@@ -13,6 +13,7 @@ import struct
 import subprocess
 import zlib
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -23,18 +24,22 @@ Bitmap = list[list[bool]]  # rows of pixels (or modules), True = light
 _HALVES = {"█": (True, True), "▀": (True, False), "▄": (False, True), " ": (False, False)}
 
 
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test for ``reason`` (something it needs is not installed); in CI, fail it."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must install it", pytrace=False)
+    pytest.skip(reason)
+
+
 def require(program: str, package: str) -> str:
-    """The path of ``program``; skips the test when it is missing (fails it in CI).
+    """The path of ``program``; :func:`unavailable` when it is not installed.
 
     ``package`` is the Debian package that provides it, named in the message.
     """
     path = shutil.which(program)
-    if path is not None:
-        return path
-    reason = f"{program} is not installed: apt-get install {package} (or run .ci/tools)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI must install it", pytrace=False)
-    pytest.skip(reason)
+    if path is None:
+        unavailable(f"{program} is not installed: apt-get install {package} (or run .ci/tools)")
+    return path
 
 
 def zbar_decode(image: Path) -> list[bytes]:
