@@ -17,18 +17,22 @@ from runtime.locks import SessionFileLock, SessionLockedError
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Takes the lock, reports "locked <pid> [<forked child pid>]", then holds it until killed.
+# Takes the lock, reports "locked <pid>", then holds it until killed. With "fork", a forked
+# child reports "child <pid>" once os.fork() has returned in it (its at-fork handlers, which
+# close its copies of the lock descriptors, have run by then) and lives on.
 HOLDER = textwrap.dedent(
     """
     import os, sys
     from runtime.locks import SessionFileLock
     lock = SessionFileLock(sys.argv[1])
     lock.acquire()
-    child = os.fork() if sys.argv[2] == "fork" else None
-    if child == 0:
+    # One write per line: with PYTHONUNBUFFERED, print() writes its parts one by one and
+    # the two processes' lines could interleave.
+    if sys.argv[2] == "fork" and os.fork() == 0:
+        os.write(1, f"child {os.getpid()}\\n".encode())
         sys.stdin.read()
         os._exit(0)
-    print("locked", os.getpid(), child or "", flush=True)
+    os.write(1, f"locked {os.getpid()}\\n".encode())
     sys.stdin.read()
     """
 )
@@ -157,7 +161,10 @@ def test_kill_9_of_holder_frees_the_lock(
 def test_forked_child_does_not_keep_the_lock(session: Path) -> None:
     proc = python(HOLDER, str(session), "fork")
     assert proc.stdout is not None and proc.stdin is not None
-    _, pid, child = proc.stdout.readline().split()
+    # Both lines, in whichever order they come: the child has closed its copies only once
+    # it has reported.
+    reports = dict(proc.stdout.readline().split() for _ in range(2))
+    pid, child = reports["locked"], reports["child"]
     try:
         os.kill(int(pid), signal.SIGKILL)
         proc.wait()
