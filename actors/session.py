@@ -48,6 +48,7 @@ from telethon.tl import functions, types
 from actors import convert
 from actors.flood import BOT_LIMITS, USER_LIMITS, FloodControl, FloodWaitError, RateLimit
 from config import AccountSettings, SessionSettings
+from config.keys import rsa_public_key_pem
 from protocols import errors
 from protocols import session as s
 from protocols.base import Message
@@ -199,7 +200,7 @@ class SessionActor(Actor):
         server = self.settings.server
         if server is not None:
             if server.public_key_file:
-                telethon.crypto.rsa.add_key(Path(server.public_key_file).read_text(), old=False)
+                telethon.crypto.rsa.add_key(rsa_public_key_pem(server.public_key_file), old=False)
             if (session.server_address, session.port) != (server.host, server.port):
                 session.set_dc(server.dc_id, server.host, server.port)
         self._client = TelegramClient(

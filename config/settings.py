@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from config.keys import check_endpoint, check_string_session, rsa_public_key_pem
 from config.secrets import Secret, enc_hook, reveal_enc_hook
 
 __all__ = [
@@ -198,6 +199,11 @@ def iter_problems(settings: Settings) -> Iterator[tuple[str, str]]:
         )
     if not settings.data_dir:
         yield "data_dir", "must not be empty"
+    for field in ("broker_endpoint", "events_in_endpoint", "events_out_endpoint"):
+        try:
+            check_endpoint(getattr(settings.runtime, field))
+        except ValueError as exc:
+            yield f"runtime.{field}", str(exc)
     for field in ("curve_server_key", "curve_secret_key"):
         key = getattr(settings.runtime, field)
         if key is not None and len(key.reveal()) != _Z85_KEY_LENGTH:
@@ -216,6 +222,13 @@ def _account_problems(name: str, acc: AccountSettings) -> Iterator[tuple[str, st
         yield path, f"api_hash is not set (set {path}.api_hash or telegram.api_hash)"
     if acc.session_string and acc.session_file:
         yield path, "set either session_string or session_file, not both"
+    if acc.session_string:
+        try:
+            check_string_session(acc.session_string.reveal())
+        except ValueError as exc:
+            yield f"{path}.session_string", str(exc)
+    if acc.server is not None:
+        yield from _server_problems(f"{path}.server", acc.server)
     for method_class in acc.limits:
         if method_class not in METHOD_CLASSES:
             known = ", ".join(METHOD_CLASSES)
@@ -225,3 +238,19 @@ def _account_problems(name: str, acc: AccountSettings) -> Iterator[tuple[str, st
         yield path, "a bot account needs bot_token (or an existing session_string/session_file)"
     if acc.kind == "user" and acc.bot_token:
         yield path, 'bot_token is set but kind is "user" (set kind = "bot")'
+
+
+def _server_problems(path: str, server: ServerSettings) -> Iterator[tuple[str, str]]:
+    """A custom server is only reachable with its RSA public key: without one Telethon
+    cannot finish the key exchange and every request would end in a timeout."""
+    if not server.public_key_file:
+        yield (
+            f"{path}.public_key_file",
+            "a custom server needs its RSA public key (a PEM file; the sandbox writes "
+            "data/sandbox/sandbox_rsa.pub.pem)",
+        )
+        return
+    try:
+        rsa_public_key_pem(server.public_key_file)
+    except ValueError as exc:
+        yield f"{path}.public_key_file", str(exc)

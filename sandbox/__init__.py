@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from runtime.locks import SessionFileLock
 from sandbox.control import Control
 from sandbox.http import ControlServer
 from sandbox.keys import SandboxKey
@@ -36,7 +37,7 @@ T = TypeVar("T")
 def ephemeral_key() -> SandboxKey:
     """The process-wide RSA key of sandboxes started without a data directory or key.
 
-    Generating a 2048-bit key in pure Python takes seconds, so it is made once per process.
+    Made once per process, so every such sandbox in it shares one key.
     """
     return SandboxKey.generate()
 
@@ -46,7 +47,8 @@ class Sandbox:
 
     With a ``data_dir`` the RSA key and the world (auth keys, accounts, channels,
     messages) are kept there, so a new Sandbox on the same directory carries on where
-    the last one stopped and clients keep working.
+    the last one stopped and clients keep working. The directory is locked while the
+    sandbox runs, so two sandboxes never write the same world.
     """
 
     def __init__(
@@ -56,7 +58,9 @@ class Sandbox:
         server: MTProtoServer,
         http: ControlServer,
         data_dir: Path | None,
+        lock: SessionFileLock | None = None,
     ) -> None:
+        self._lock = lock
         self.world = world
         self.key = key
         self.server = server
@@ -77,26 +81,37 @@ class Sandbox:
 
         Port 0 picks a free port. ``key`` overrides the RSA key (by default the data
         directory's, created there on first use, or :func:`ephemeral_key`). Raises OSError
-        when an address is taken and ValueError when the data directory holds an
-        unreadable key or world.
+        when an address is taken, runtime.locks.SessionLockedError (naming the holder's pid)
+        when another sandbox runs on the data directory, and ValueError when the data
+        directory holds an unreadable key or world.
         """
         directory = Path(data_dir) if data_dir is not None else None
-        if key is None:
-            if directory is not None:
-                key = await asyncio.to_thread(SandboxKey.load_or_create, directory)
-            else:
-                key = await asyncio.to_thread(ephemeral_key)
-        world = World(directory / WORLD_FILE if directory is not None else None)
-        server = MTProtoServer(world, key, host=host, port=port)
-        await server.start()
-        world.host, world.port = host, server.port
-        http = ControlServer(Control(world), host=host, port=control_port)
+        lock = None
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            lock = SessionFileLock(directory / WORLD_FILE)
+            lock.acquire()
         try:
-            await http.start()
-        except OSError:
-            await server.stop()
+            if key is None:
+                if directory is not None:
+                    key = await asyncio.to_thread(SandboxKey.load_or_create, directory)
+                else:
+                    key = await asyncio.to_thread(ephemeral_key)
+            world = World(directory / WORLD_FILE if directory is not None else None)
+            server = MTProtoServer(world, key, host=host, port=port)
+            await server.start()
+            world.host, world.port = host, server.port
+            http = ControlServer(Control(world), host=host, port=control_port)
+            try:
+                await http.start()
+            except OSError:
+                await server.stop()
+                raise
+        except BaseException:
+            if lock is not None:
+                lock.release()
             raise
-        return cls(world, key, server, http, directory)
+        return cls(world, key, server, http, directory, lock)
 
     @property
     def host(self) -> str:
@@ -124,10 +139,12 @@ class Sandbox:
         return self.http.url
 
     async def stop(self) -> None:
-        """Stop both servers and save the world (idempotent)."""
+        """Stop both servers, save the world and unlock its directory (idempotent)."""
         await self.http.stop()
         await self.server.stop()
         self.world.save()
+        if self._lock is not None:
+            self._lock.release()
 
     @staticmethod
     def run_in_thread(

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from telethon.crypto import AuthKey
+from telethon.sessions import StringSession
 
 from config import (
     ConfigError,
@@ -20,7 +24,17 @@ from config import (
 )
 
 BOT_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawq"
-SESSION_STRING = "1" + "BVtsOK4Ah_" * 36
+SERVER_KEY = rsa.generate_private_key(65537, 2048)
+
+
+def _string_session() -> str:
+    session = StringSession()
+    session.set_dc(2, "149.154.167.51", 443)
+    session.auth_key = AuthKey(bytes(range(256)))
+    return session.save()
+
+
+SESSION_STRING = _string_session()
 API_HASH = "0123456789abcdef0123456789abcdef"
 
 
@@ -33,6 +47,14 @@ def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "switchboard.toml"
     path.write_text(text)
+    return path
+
+
+def key_file(tmp_path: Path, fmt: str = "pkcs1") -> Path:
+    """A custom server's RSA public key as a PEM file (PKCS#1 or SubjectPublicKeyInfo)."""
+    formats = {"pkcs1": PublicFormat.PKCS1, "spki": PublicFormat.SubjectPublicKeyInfo}
+    path = tmp_path / f"server.{fmt}.pem"
+    path.write_bytes(SERVER_KEY.public_key().public_bytes(Encoding.PEM, formats[fmt]))
     return path
 
 
@@ -87,6 +109,7 @@ api_id = 999
 [accounts.news-bot.server]
 host = "127.0.0.1"
 port = 4430
+public_key_file = "{key_file(tmp_path)}"
 [api]
 port = 0
 """,
@@ -202,6 +225,7 @@ def test_env_overrides_file_with_type_conversion(tmp_path: Path) -> None:
         "SWITCHBOARD__ACCOUNTS__ALICE__SESSION_FILE": "",
         "SWITCHBOARD__ACCOUNTS__ALICE__SERVER__HOST": "127.0.0.1",
         "SWITCHBOARD__ACCOUNTS__ALICE__SERVER__PORT": "4430",
+        "SWITCHBOARD__ACCOUNTS__ALICE__SERVER__PUBLIC_KEY_FILE": str(key_file(tmp_path)),
         "SWITCHBOARD__LOG__FORMAT": "JSON",
         "SWITCHBOARD__API__TOKEN": "api-token-value",
         "SWITCHBOARD__TELEGRAM__API_ID": "7",
@@ -377,3 +401,66 @@ def test_env_is_not_read_when_a_mapping_is_given(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("SWITCHBOARD__API__PORT", "not a number")
     assert load_settings(None, {}).api.port == 8080
     assert os.environ["SWITCHBOARD__API__PORT"] == "not a number"
+
+
+@pytest.mark.parametrize("fmt", ["pkcs1", "spki"])
+def test_server_key_in_either_pem_format_is_accepted(tmp_path: Path, fmt: str) -> None:
+    path = write(
+        tmp_path,
+        f'[accounts.alice.server]\nhost = "127.0.0.1"\nport = 4430\n'
+        f'public_key_file = "{key_file(tmp_path, fmt)}"\n',
+    )
+    assert load_settings(path, {}).accounts["alice"].server is not None
+
+
+def test_custom_server_without_a_key_is_refused_at_load(tmp_path: Path) -> None:
+    path = write(tmp_path, '[accounts.alice.server]\nhost = "127.0.0.1"\nport = 4430\n')
+    message = load_error(path)
+    expected = f"{path}: accounts.alice.server.public_key_file: a custom server needs its RSA"
+    assert expected in message
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "cannot read"),
+        (b"not a key", "is not a PEM public key"),
+        ("ec", "holds an ECPublicKey, not an RSA public key"),
+    ],
+)
+def test_server_key_that_is_not_an_rsa_public_key_is_refused(
+    tmp_path: Path, content: bytes | str | None, expected: str
+) -> None:
+    key = tmp_path / "server.pem"
+    if content == "ec":
+        ec_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+        key.write_bytes(ec_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    elif isinstance(content, bytes):
+        key.write_bytes(content)
+    path = write(
+        tmp_path,
+        f'[accounts.alice.server]\nhost = "127.0.0.1"\nport = 4430\npublic_key_file = "{key}"\n',
+    )
+    message = load_error(path)
+    assert "accounts.alice.server.public_key_file: " in message and expected in message
+
+
+def test_invalid_session_string_is_refused_without_showing_it(tmp_path: Path) -> None:
+    broken = SESSION_STRING[:-7]
+    message = load_error(None, {"SWITCHBOARD__ACCOUNTS__ALICE__SESSION_STRING": broken})
+    assert "accounts.alice.session_string: not a valid StringSession" in message
+    assert broken not in message
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        ("tcp://127.0.0.1", "is not a ZeroMQ endpoint (expected tcp://HOST:PORT"),
+        ("127.0.0.1:7750", "is not a ZeroMQ endpoint"),
+        ("tcp://127.0.0.1:70000", "port 70000 is out of range 1-65535"),
+    ],
+)
+def test_malformed_endpoint_is_refused_at_load(endpoint: str, expected: str) -> None:
+    message = load_error(None, {"SWITCHBOARD__RUNTIME__EVENTS_OUT_ENDPOINT": endpoint})
+    assert "SWITCHBOARD__RUNTIME__EVENTS_OUT_ENDPOINT: runtime.events_out_endpoint: " in message
+    assert expected in message
