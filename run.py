@@ -312,7 +312,11 @@ def _qr_login(client: Client, address: str) -> User | None:
         qr = client.request(address, StartQrLogin(), timeout=60)
         assert isinstance(qr, QrLogin)
         print(to_terminal(qr.url), end="")
-        print(f"Scan with Telegram (Settings > Devices > Link Desktop Device), or open {qr.url}")
+        # Flushed: a pipe (tee, a test) must see the code while this waits for the scan.
+        print(
+            f"Scan with Telegram (Settings > Devices > Link Desktop Device), or open {qr.url}",
+            flush=True,
+        )
         while time.time() < qr.expires_at + 1:
             state = client.request(address, QrLoginStatus(), timeout=10)
             assert isinstance(state, QrLoginState)

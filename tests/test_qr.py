@@ -8,7 +8,6 @@ import base64
 import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import segno
@@ -17,7 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from actors.qr import to_svg, to_terminal
 from tests.browser import screenshot
-from tests.tools import svg_to_png, terminal_bitmap, write_png, zbar_decode
+from tests.tools import svg_to_png, terminal_bitmap, token_of, write_png, zbar_decode
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -26,12 +25,6 @@ if TYPE_CHECKING:
 def login_url(token: bytes) -> str:
     """Telethon's QR login URL: the token in base64url without padding."""
     return "tg://login?token=" + base64.urlsafe_b64encode(token).decode().rstrip("=")
-
-
-def token_of(url: bytes) -> bytes:
-    """The login token a scanning app reads from the URL."""
-    (encoded,) = parse_qs(urlsplit(url.decode()).query)["token"]
-    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
 
 
 TOKENS = [hashlib.sha256(b"switchboard").digest(), bytes(range(256))[::3]]  # 32 and 86 bytes

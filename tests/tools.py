@@ -7,6 +7,7 @@ never pass by skipping.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import struct
@@ -14,6 +15,7 @@ import subprocess
 import zlib
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -53,6 +55,13 @@ def zbar_decode(image: Path) -> list[bytes]:
     )
     assert done.returncode == 0, f"zbarimg found no code in {image}: {done.stderr!r}"
     return [code for code in done.stdout.split(b"\n") if code]
+
+
+def token_of(url: bytes | str) -> bytes:
+    """The login token a scanning app reads from Telegram's ``tg://login?token=...`` URL."""
+    text = url.decode() if isinstance(url, bytes) else url
+    (encoded,) = parse_qs(urlsplit(text).query)["token"]
+    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
 
 
 def svg_to_png(svg: str, path: Path, background: str) -> Path:

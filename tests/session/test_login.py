@@ -5,7 +5,6 @@ code comes from the sandbox, and the phone that accepts a QR login is a Telethon
 
 from __future__ import annotations
 
-import base64
 import stat
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from runtime.client import Client
 from tests.runtime.support import Proc, wait_until
 from tests.session.conftest import Sessions
 from tests.session.support import CALL_TIMEOUT, Phones, log_in, refused
+from tests.tools import token_of
 
 
 def _mode(path: Path) -> int:
@@ -103,8 +103,7 @@ def test_login_by_qr_code_accepted_on_another_device(
     assert waiting == s.QrLoginState(state="waiting")
 
     # Bob's phone, already logged in, scans the code: it accepts the token.
-    encoded = qr.url.partition("token=")[2]
-    token = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    token = token_of(qr.url)
     phones = Phones(sessions.sandbox)
     try:
         phone_client = phones.log_in(phone)

@@ -1,4 +1,5 @@
-"""The operator commands: ``run.py login``, ``export-session``, ``import-session``."""
+"""The operator commands: ``run.py login`` (phone code or QR), ``export-session``,
+``import-session``."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import stat
 import subprocess
 import sys
 
+from telethon.tl import functions
+
 from protocols import session as s
 from runtime.client import Client
 from tests.runtime.support import REPO, Proc
 from tests.session.conftest import Sessions
+from tests.session.support import Phones
+from tests.tools import terminal_bitmap, token_of, write_png, zbar_decode
 
 
 def _login(sessions: Sessions, account: str, phone: str) -> subprocess.CompletedProcess[str]:
@@ -81,6 +86,40 @@ def test_login_at_the_terminal_then_export_and_import(sessions: Sessions) -> Non
         me = client.request("session:bob", s.GetMe(), timeout=10)
     assert isinstance(me, s.Me) and me.user.id == user.id
     assert isinstance(broker, Proc)
+
+
+def test_login_by_scanning_the_qr_code_the_terminal_shows(sessions: Sessions) -> None:
+    assert sessions.sandbox is not None
+    phone, user = sessions.add_user("dave")
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "run.py"), "login", "dave", "--qr"],
+        cwd=sessions.tmp,
+        env=sessions.env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    code_lines: list[str] = []
+    while not (line := proc.stdout.readline()).startswith("Scan with Telegram"):
+        assert line, f"no QR code; stderr: {proc.stderr.read() if proc.stderr else ''}"
+        code_lines.append(line)
+
+    # Dave's phone scans what the terminal shows and accepts the token it reads.
+    shown = write_png(sessions.tmp / "terminal.png", terminal_bitmap("".join(code_lines)))
+    (url,) = zbar_decode(shown)
+    assert url.decode() in line  # the same URL, printed for those who cannot scan
+    phones = Phones(sessions.sandbox)
+    try:
+        phone_client = phones.log_in(phone)
+        phones.run(phone_client(functions.auth.AcceptLoginTokenRequest(token_of(url))))
+    finally:
+        phones.close()
+
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert f"logged in as Dave @{user.username} (id {user.id})" in out
 
 
 def test_import_refuses_garbage_and_an_owned_file(sessions: Sessions) -> None:
