@@ -17,11 +17,10 @@ from tests.session.support import Phones
 from tests.tools import terminal_bitmap, token_of, write_png, zbar_decode
 
 
-def _login(sessions: Sessions, account: str, phone: str) -> subprocess.CompletedProcess[str]:
-    """``run.py login ACCOUNT`` typed at a terminal: read the prompt, answer with the code."""
-    assert sessions.sandbox is not None
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "run.py"), "login", account],
+def _start(sessions: Sessions, *args: str) -> subprocess.Popen[str]:
+    """``run.py ARGS`` started as at a terminal: its stdin, stdout and stderr are text pipes."""
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "run.py"), *args],
         cwd=sessions.tmp,
         env=sessions.env(),
         stdin=subprocess.PIPE,
@@ -29,6 +28,12 @@ def _login(sessions: Sessions, account: str, phone: str) -> subprocess.Completed
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _login(sessions: Sessions, account: str, phone: str) -> subprocess.CompletedProcess[str]:
+    """``run.py login ACCOUNT`` typed at a terminal: read the prompt, answer with the code."""
+    assert sessions.sandbox is not None
+    proc = _start(sessions, "login", account)
     assert proc.stdout is not None and proc.stdin is not None
     prompt = ""
     while not prompt.endswith(": "):
@@ -91,15 +96,7 @@ def test_login_at_the_terminal_then_export_and_import(sessions: Sessions) -> Non
 def test_login_by_scanning_the_qr_code_the_terminal_shows(sessions: Sessions) -> None:
     assert sessions.sandbox is not None
     phone, user = sessions.add_user("dave")
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "run.py"), "login", "dave", "--qr"],
-        cwd=sessions.tmp,
-        env=sessions.env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start(sessions, "login", "dave", "--qr")
     assert proc.stdout is not None
     code_lines: list[str] = []
     while not (line := proc.stdout.readline()).startswith("Scan with Telegram"):
