@@ -139,7 +139,9 @@ class Sandbox:
         return self.http.url
 
     async def stop(self) -> None:
-        """Stop both servers, save the world and unlock its directory (idempotent)."""
+        """Stop posting streams and both servers, save the world and unlock its directory
+        (idempotent)."""
+        await self.control.streams.stop_all()
         await self.http.stop()
         await self.server.stop()
         self.world.save()

@@ -14,7 +14,9 @@ from telethon.tl import types
 from telethon.tl.tlobject import TLObject
 
 from sandbox.backend import RpcError
+from sandbox.botlimits import ChatKind
 from sandbox.faults import Faults, normalize_method
+from sandbox.posting import PostRange, Streams, StreamStatus, post_batch
 from sandbox.world import (
     BoxMessage,
     ChannelMessage,
@@ -72,6 +74,22 @@ class Message(msgspec.Struct):
     text: str
     out: bool = False
     buttons: list[list[Button]] = []
+    edit_date: int | None = None  # set once the message was edited
+
+
+class ChatSends(msgspec.Struct):
+    """What one bot sent to one chat through MTProto, under the bot sending limits.
+
+    ``times`` are the unix times of accepted sends, oldest first (the last 10,000);
+    ``refused`` counts sends answered FLOOD_WAIT.
+    """
+
+    bot_id: int
+    chat_id: int
+    kind: ChatKind
+    sent: int
+    refused: int
+    times: list[float]
 
 
 class CallbackAnswer(msgspec.Struct):
@@ -148,6 +166,7 @@ def _box(owner: UserRec, msg: BoxMessage) -> Message:
         text=msg.text,
         out=msg.sender_id == owner.id,
         buttons=_buttons(msg.reply_markup),
+        edit_date=msg.edit_date,
     )
 
 
@@ -159,6 +178,7 @@ def _post(channel: ChannelRec, msg: ChannelMessage) -> Message:
         date=msg.date,
         text=msg.text,
         buttons=_buttons(msg.reply_markup),
+        edit_date=msg.edit_date,
     )
 
 
@@ -177,6 +197,10 @@ class Control:
         "add_member",
         "remove_member",
         "post",
+        "post_many",
+        "start_posting",
+        "posting_status",
+        "stop_posting",
         "send_message",
         "press",
         "edit_post",
@@ -187,6 +211,8 @@ class Control:
         "set_password",
         "inbox",
         "outbox",
+        "chat",
+        "memberships",
         "history",
         "account",
         "bot_token",
@@ -197,13 +223,18 @@ class Control:
         "drop",
         "delay",
         "stall",
+        "withhold_updates",
+        "flood_chat",
+        "bot_sends",
         "clear_faults",
         "forget_auth_keys",
         "set_limits",
+        "reset_bot_sends",
     )
 
     def __init__(self, world: World) -> None:
         self.world = world
+        self.streams = Streams(world)
 
     @property
     def faults(self) -> Faults:
@@ -283,6 +314,48 @@ class Control:
         rec = self._channel(channel)
         return _post(rec, self.world.post(rec, text, reply_markup=_markup(buttons)))
 
+    def post_many(
+        self, channels: int | str | list[int | str], count: int = 1, text: str = "post {n}"
+    ) -> list[PostRange]:
+        """Make ``count`` posts in each of ``channels`` in one call, round-robin.
+
+        Each post is stored and pushed live exactly as by ``post`` (thousands per second).
+        In ``text``, ``{n}`` becomes the post's number in its channel for this call
+        (0-based) and ``{channel}`` the channel id. Returns one ``PostRange(channel_id,
+        first_id, last_id, count)`` per channel, in the order given. Raises
+        CHANNEL_INVALID / USERNAME_NOT_OCCUPIED, and ValueError (400 BAD_REQUEST) for no
+        channels, ``count`` < 1 or more than 100,000 posts in all.
+        """
+        return post_batch(self.world, self._channels(channels), count, text)
+
+    def start_posting(
+        self,
+        channels: int | str | list[int | str],
+        per_second: float,
+        count: int | None = None,
+        duration: float | None = None,
+        text: str = "post {n}",
+    ) -> int:
+        """Post in the background at ``per_second`` posts in all, round-robin over channels.
+
+        Stops after ``count`` posts in all, after ``duration`` s, or at ``stop_posting``
+        (whichever comes first). ``text`` as in ``post_many`` (``{n}`` counts per channel
+        over the whole stream). Returns the stream id. Raises CHANNEL_INVALID /
+        USERNAME_NOT_OCCUPIED and ValueError (no channels, ``per_second`` <= 0).
+        """
+        return self.streams.start(self._channels(channels), per_second, text, count, duration)
+
+    def posting_status(self, stream: int) -> StreamStatus:
+        """``StreamStatus(id, running, posted, ranges)`` of a stream. ValueError if unknown."""
+        return self.streams.status(stream)
+
+    async def stop_posting(self, stream: int) -> StreamStatus:
+        """Stop a stream (no-op if it ended) and return what it posted. ValueError if unknown."""
+        return await self.streams.stop(stream)
+
+    def _channels(self, refs: int | str | list[int | str]) -> list[ChannelRec]:
+        return [self._channel(r) for r in (refs if isinstance(refs, list) else [refs])]
+
     def send_message(
         self,
         sender: int | str,
@@ -301,15 +374,30 @@ class Control:
         return _box(src, self.world.send_private(src, dst, text, reply_markup=markup))
 
     async def press(
-        self, account: int | str, bot: int | str, message_id: int, data: str
+        self,
+        account: int | str,
+        bot: int | str,
+        message_id: int,
+        data: str | None = None,
+        text: str | None = None,
     ) -> CallbackAnswer:
         """Press an inline button as a user: ``message_id`` is the id in the user's inbox.
 
-        Waits for the bot's answer. Raises MESSAGE_ID_INVALID / BOT_RESPONSE_TIMEOUT.
+        The button is named by its callback ``data`` or by its label ``text`` (the first
+        button with that label). Waits for the bot's answer (up to
+        ``limits.callback_timeout``). Raises MESSAGE_ID_INVALID / BOT_RESPONSE_TIMEOUT,
+        BUTTON_DATA_INVALID (no button with that label), ValueError (neither given).
         """
-        answer = await self.world.press_button(
-            self._user(account), self._user(bot), message_id, data.encode()
-        )
+        user, sender = self._user(account), self._user(bot)
+        if data is None:
+            if text is None:
+                raise ValueError("press needs the button's data or its text")
+            msg = self.world.box_message(user, message_id)
+            labels = {b.text: b.data for row in _buttons(msg and msg.reply_markup) for b in row}
+            if text not in labels:
+                raise RpcError(400, "BUTTON_DATA_INVALID")
+            data = labels[text]
+        answer = await self.world.press_button(user, sender, message_id, data.encode())
         return CallbackAnswer(message=answer.message, alert=bool(answer.alert), url=answer.url)
 
     def edit_post(
@@ -366,6 +454,19 @@ class Control:
             for m in owner.box
             if m.sender_id == owner.id and (peer_id is None or m.peer_id == peer_id)
         ]
+
+    def chat(self, account: int | str, peer: int | str) -> list[Message]:
+        """Both directions of ``account``'s private chat with ``peer``, oldest first, as the
+        account sees them now (current text and buttons, ``edit_date`` once edited; ``out``
+        tells who sent each)."""
+        owner, other = self._user(account), self._user(peer)
+        return [_box(owner, m) for m in self.world.chat_messages(owner, other.id)]
+
+    def memberships(self, account: int | str) -> list[int]:
+        """The ids of the channels the account is a member of (its count is what
+        ``limits.channels_per_user`` caps)."""
+        user = self._user(account)
+        return [c.id for c in self.world.state.channels.values() if user.id in c.members]
 
     def history(self, channel: int | str) -> list[Message]:
         """A channel's posts, oldest first."""
@@ -449,8 +550,79 @@ class Control:
         (they are lost on the way, to be fetched as a difference)."""
         return self.faults.add("stall", None, count=None, duration=duration, user_id=user_id)
 
+    def withhold_updates(self, channel: int | str, on: bool = True) -> bool:
+        """Withhold (``on``) or release the live updates of one channel; returns ``on``.
+
+        While withheld, the channel's posts, edits and deletions are stored and readable
+        (history, ``updates.getChannelDifference``) but pushed to nobody, and
+        ``updates.getDifference`` does not name the channel (no updateChannelTooLong): a
+        client learns of them only by asking the channel itself. Released, the next live
+        update shows the client a pts gap, which Telethon fills from the channel's
+        difference. ``clear_faults`` releases every channel.
+        """
+        rec = self._channel(channel)
+        self.faults.release("withhold", rec.id)
+        if on:
+            self.faults.add("withhold", None, count=None, peer_id=rec.id)
+        return on
+
+    def flood_chat(self, bot: int | str, chat: int | str, seconds: int) -> int:
+        """Force a flood wait on one bot for one chat: for the next ``seconds``, the bot's
+        messages.sendMessage to ``chat`` (a user or a channel) answers
+        ``FLOOD_WAIT_<seconds left>``, whatever the limits; other chats are not affected.
+        Returns the fault id. Raises BOT_INVALID for a non-bot, ValueError for seconds < 1.
+        """
+        sender = self._user(bot)
+        if not sender.bot:
+            raise RpcError(400, "BOT_INVALID")
+        if seconds < 1:
+            raise ValueError("seconds must be >= 1")
+        return self.faults.add(
+            "chat_flood",
+            "messages.sendMessage",
+            count=None,
+            duration=seconds,
+            user_id=sender.id,
+            peer_id=self._peer_id(chat),
+        )
+
+    def bot_sends(self, bot: int | str, chat: int | str | None = None) -> list[ChatSends]:
+        """Per chat (or for ``chat`` only), what ``bot`` sent through MTProto under the
+        sending limits: ``ChatSends(bot_id, chat_id, kind, sent, refused, times)``. With
+        ``limits.bot_private_per_s`` = r and ``bot_private_burst`` = b, a sender that
+        honours the limits has at most ``b + r * T`` sends in any window of T seconds
+        (likewise per channel and per bot overall), and ``refused`` stays 0.
+        """
+        bot_id = self._user(bot).id
+        chat_id = self._peer_id(chat) if chat is not None else None
+        return [
+            ChatSends(
+                bot_id=bot_id,
+                chat_id=cid,
+                kind=entry.kind,
+                sent=entry.sent,
+                refused=entry.refused,
+                times=list(entry.times),
+            )
+            for (bid, cid), entry in self.world.bot_limiter.logs.items()
+            if bid == bot_id and (chat_id is None or cid == chat_id)
+        ]
+
+    def _peer_id(self, ref: int | str) -> int:
+        """A user's or a channel's id, by id or username."""
+        if isinstance(ref, str) and ref.isdigit():
+            ref = int(ref)
+        if isinstance(ref, int):
+            if ref in self.world.state.users or ref in self.world.state.channels:
+                return ref
+            raise RpcError(400, "PEER_ID_INVALID")
+        found = self.world.by_username(ref)
+        if found is None:
+            raise RpcError(400, "USERNAME_NOT_OCCUPIED")
+        return found[1]
+
     def clear_faults(self) -> None:
-        """Remove every injected fault."""
+        """Remove every injected fault (withheld channels and forced chat floods too)."""
         self.faults.clear()
 
     def forget_auth_keys(self, account: int | str) -> int:
@@ -461,6 +633,20 @@ class Control:
         return len(keys)
 
     def set_limits(self, **limits: float) -> Limits:
-        """Change difference paging / too-long thresholds and timeouts; returns all limits."""
+        """Change some of the world's limits (see :class:`sandbox.world.Limits`); returns
+        all of them (no arguments: just read them).
+
+        Among them: ``channel_difference_too_long`` (the pts gap beyond which
+        getChannelDifference answers channelDifferenceTooLong), ``channels_per_user``
+        (default 500; CHANNELS_TOO_MUCH past it), ``callback_timeout``, and the bot
+        sending limits ``bot_limits`` (on/off), ``bot_per_s``, ``bot_burst``,
+        ``bot_private_per_s``, ``bot_private_burst``, ``bot_channel_per_min``,
+        ``bot_channel_burst``. Raises TypeError for an unknown name and ValueError for a
+        negative limit or a rate that is not positive.
+        """
         self.world.limits = msgspec.structs.replace(self.world.limits, **limits)
         return self.world.limits
+
+    def reset_bot_sends(self) -> None:
+        """Forget every bot's send log and refill every bucket (between test phases)."""
+        self.world.bot_limiter.reset()

@@ -1,9 +1,20 @@
-"""Fault injection for the sandbox: flood waits, dropped connections, delays, stalls.
+"""Fault injection for the sandbox: flood waits, dropped connections, delays, stalls,
+withheld channel updates and per-chat bot flood waits.
 
 A fault matches a method (by its TL name, ``"messages.getHistory"``, or every method
 with ``None``) and optionally one account, and lasts for a number of calls, for a time
 window, or both (whichever ends first). :meth:`Faults.before` runs before a query's
 handler, :meth:`Faults.after` after it; the world calls both.
+
+Two kinds are about a peer rather than a call, and the world asks for them by peer:
+
+* ``withhold`` (``peer_id`` = a channel): the channel's posts, edits and deletions are
+  stored and readable (history, ``updates.getChannelDifference``) but never pushed live,
+  and ``updates.getDifference`` does not point at the channel either
+  (:meth:`Faults.withheld`) -- Telegram's behaviour for large channels, at its worst;
+* ``chat_flood`` (``user_id`` = a bot, ``peer_id`` = a chat): the bot's
+  ``messages.sendMessage`` to that chat answers ``FLOOD_WAIT_<seconds left>`` until the
+  window ends (:meth:`Faults.chat_flood_left`).
 
 Forgetting an auth key is not a fault of a call but of the world's state; see
 :meth:`sandbox.world.World.forget_auth_key`.
@@ -22,7 +33,10 @@ from telethon.tl.tlobject import TLObject
 
 from sandbox.backend import DropConnection, RpcError
 
-FaultKind = Literal["flood", "drop_before", "drop_after", "delay", "stall"]
+FaultKind = Literal[
+    "flood", "drop_before", "drop_after", "delay", "stall", "withhold", "chat_flood"
+]
+_KINDS: frozenset[str] = frozenset(FaultKind.__args__)  # type: ignore[attr-defined]
 
 # How often a query held by a stall looks whether the stall is over.
 _STALL_POLL_S = 0.05
@@ -60,11 +74,16 @@ class Fault:
     seconds: float
     remaining: int | None
     until: float | None  # time.monotonic() deadline
+    peer_id: int | None = None  # the channel or chat of a peer fault
 
-    def matches(self, method: str, user_id: int | None) -> bool:
+    def live(self) -> bool:
+        """Whether the fault can still fire (calls left and its window not over)."""
         if self.until is not None and time.monotonic() >= self.until:
             return False
-        if self.remaining is not None and self.remaining <= 0:
+        return self.remaining is None or self.remaining > 0
+
+    def matches(self, method: str, user_id: int | None) -> bool:
+        if not self.live():
             return False
         if self.method is not None and self.method != method:
             return False
@@ -91,9 +110,13 @@ class Faults:
         count: int | None = 1,
         duration: float | None = None,
         user_id: int | None = None,
+        peer_id: int | None = None,
     ) -> int:
-        """Add a fault; returns its id. ``count=None`` and ``duration=None`` is forever."""
-        if kind not in ("flood", "drop_before", "drop_after", "delay", "stall"):
+        """Add a fault; returns its id. ``count=None`` and ``duration=None`` is forever.
+
+        Raises ValueError for an unknown kind.
+        """
+        if kind not in _KINDS:
             raise ValueError(f"unknown fault kind {kind!r}")
         fault = Fault(
             id=next(self._ids),
@@ -103,6 +126,7 @@ class Faults:
             seconds=seconds,
             remaining=count,
             until=time.monotonic() + duration if duration is not None else None,
+            peer_id=peer_id,
         )
         self._faults.append(fault)
         return fault.id
@@ -119,12 +143,7 @@ class Faults:
 
     def active(self) -> list[Fault]:
         """The faults that can still fire."""
-        self._faults = [
-            f
-            for f in self._faults
-            if (f.remaining is None or f.remaining > 0)
-            and (f.until is None or time.monotonic() < f.until)
-        ]
+        self._faults = [f for f in self._faults if f.live()]
         return list(self._faults)
 
     def _take(self, kind: FaultKind, method: str, user_id: int | None) -> Fault | None:
@@ -133,6 +152,29 @@ class Faults:
                 fault.consume()
                 return fault
         return None
+
+    def _peer_faults(self, kind: FaultKind, peer_id: int) -> list[Fault]:
+        return [f for f in self._faults if f.kind == kind and f.peer_id == peer_id and f.live()]
+
+    def withheld(self, channel_id: int) -> bool:
+        """Whether live updates of this channel are withheld (a ``withhold`` fault is on)."""
+        return bool(self._faults) and bool(self._peer_faults("withhold", channel_id))
+
+    def release(self, kind: FaultKind, peer_id: int) -> int:
+        """Remove every fault of ``kind`` about ``peer_id``; returns how many there were."""
+        doomed = {f.id for f in self._faults if f.kind == kind and f.peer_id == peer_id}
+        self._faults = [f for f in self._faults if f.id not in doomed]
+        return len(doomed)
+
+    def chat_flood_left(self, bot_id: int, chat_id: int) -> float:
+        """Seconds left of a forced flood wait of ``bot_id`` in ``chat_id`` (0.0 if none)."""
+        if not self._faults:
+            return 0.0
+        left = 0.0
+        for fault in self._peer_faults("chat_flood", chat_id):
+            if fault.user_id == bot_id and fault.until is not None:
+                left = max(left, fault.until - time.monotonic())
+        return left
 
     def stalled(self, user_id: int | None) -> bool:
         """Whether the account's connections are stalled: nothing answered, nothing pushed."""

@@ -21,7 +21,7 @@ import secrets
 import time
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ from telethon.tl.tlobject import TLObject, TLRequest
 
 from sandbox import srp
 from sandbox.backend import ClientSession, RpcError
+from sandbox.botlimits import BotLimiter, ChatKind, Rate
 from sandbox.faults import Faults, method_name
 from sandbox.methods import Call, Method, dispatch_table
 
@@ -175,13 +176,63 @@ class WorldState(msgspec.Struct):
 
 
 class Limits(msgspec.Struct):
-    """Knobs that shape how much history a difference returns (tests lower them)."""
+    """The world's knobs, Telegram's values by default; tests lower or raise them.
+
+    * ``difference_slice`` / ``difference_too_long``: an account's getDifference pages
+      and the gap beyond which it answers differenceTooLong;
+    * ``channel_difference_too_long``: the pts gap beyond which a channel's
+      getChannelDifference answers channelDifferenceTooLong (the client then jumps to the
+      channel's pts and replays nothing of the gap);
+    * ``callback_timeout``: how long a pressed button waits for the bot's answer;
+    * ``login_token_ttl``: seconds a QR login token lives;
+    * ``channels_per_user``: how many channels a user may be a member of; joining one
+      more answers CHANNELS_TOO_MUCH;
+    * ``bot_limits``: whether bots' sends are rate limited (see :mod:`sandbox.botlimits`):
+      ``bot_per_s`` / ``bot_burst`` overall per bot, ``bot_private_per_s`` /
+      ``bot_private_burst`` per private chat, ``bot_channel_per_min`` /
+      ``bot_channel_burst`` per channel.
+    """
 
     difference_slice: int = 100
     difference_too_long: int = 1000
     channel_difference_too_long: int = 1000
     callback_timeout: float = 10.0
     login_token_ttl: int = 30
+    channels_per_user: int = 500
+    bot_limits: bool = True
+    bot_per_s: float = 30.0
+    bot_burst: float = 30.0
+    bot_private_per_s: float = 1.0
+    bot_private_burst: float = 3.0
+    bot_channel_per_min: float = 20.0
+    bot_channel_burst: float = 3.0
+
+    def __post_init__(self) -> None:
+        numbers = (
+            self.difference_slice,
+            self.difference_too_long,
+            self.channel_difference_too_long,
+            self.channels_per_user,
+        )
+        if min(numbers) < 0 or self.callback_timeout <= 0:
+            raise ValueError("limits must not be negative")
+        # Building the rates checks them (Rate raises ValueError).
+        self.bot_overall, self.bot_private, self.bot_channel  # noqa: B018
+
+    @property
+    def bot_overall(self) -> Rate:
+        """Sends per bot, whatever the chat."""
+        return Rate(self.bot_per_s, self.bot_burst)
+
+    @property
+    def bot_private(self) -> Rate:
+        """Sends of one bot to one private chat."""
+        return Rate(self.bot_private_per_s, self.bot_private_burst)
+
+    @property
+    def bot_channel(self) -> Rate:
+        """Sends of one bot to one channel (Telegram's group/channel limit)."""
+        return Rate(self.bot_channel_per_min / 60, self.bot_channel_burst)
 
 
 @dataclass
@@ -274,6 +325,7 @@ class World:
         self.callback_owners: dict[int, int] = {}
         # method name -> how many times it was invoked
         self.calls: dict[str, int] = {}
+        self.bot_limiter = BotLimiter()
         self._dispatch: dict[type, Method] = dispatch_table()
         self._save_handle: asyncio.TimerHandle | None = None
         # (channel id, message id, out) -> Message, least recently used first
@@ -641,16 +693,14 @@ class World:
         )
         channel.messages.append(msg)
         self.save_soon()
-        for member_id in channel.members:
-            viewer = self.state.users.get(member_id)
-            if viewer is None:
-                continue
-            update = types.UpdateNewChannelMessage(
-                message=self.channel_message_view(channel, msg, viewer.id), pts=msg.pts, pts_count=1
-            )
-            self.push_to_user(
-                viewer.id, self.updates_for(viewer.id, [update], msg.date), skip_key=skip_key
-            )
+        self._push_to_members(
+            channel,
+            lambda viewer_id: types.UpdateNewChannelMessage(
+                message=self.channel_message_view(channel, msg, viewer_id), pts=msg.pts, pts_count=1
+            ),
+            msg.date,
+            skip_key,
+        )
         return msg
 
     def edit_post(
@@ -683,13 +733,14 @@ class World:
             self._post_views.pop((channel.id, msg.id, out), None)
         pts = _advance(channel, "edit", [msg.id])
         self.save_soon()
-        for member_id in channel.members:
-            update = types.UpdateEditChannelMessage(
-                message=self.channel_message_view(channel, msg, member_id), pts=pts, pts_count=1
-            )
-            self.push_to_user(
-                member_id, self.updates_for(member_id, [update], msg.edit_date), skip_key=skip_key
-            )
+        self._push_to_members(
+            channel,
+            lambda viewer_id: types.UpdateEditChannelMessage(
+                message=self.channel_message_view(channel, msg, viewer_id), pts=pts, pts_count=1
+            ),
+            msg.edit_date,
+            skip_key,
+        )
         return msg
 
     def delete_posts(
@@ -719,11 +770,61 @@ class World:
         update = types.UpdateDeleteChannelMessages(
             channel_id=channel.id, messages=doomed, pts=pts, pts_count=len(doomed)
         )
-        for member_id in channel.members:
-            self.push_to_user(
-                member_id, self.updates_for(member_id, [update], now()), skip_key=skip_key
-            )
+        self._push_to_members(channel, lambda _viewer_id: update, now(), skip_key)
         return pts, len(doomed)
+
+    def _push_to_members(
+        self,
+        channel: ChannelRec,
+        update_for: Callable[[int], TLObject],
+        date: int,
+        skip_key: int | None,
+    ) -> None:
+        """Push ``update_for(member)`` to every connected member (except ``skip_key``).
+
+        Nothing is pushed while the channel's updates are withheld (a fault); members with
+        no live session are skipped without building their update, which keeps a busy
+        channel with offline members cheap.
+        """
+        if self.faults.withheld(channel.id):
+            return
+        for member_id in channel.members:
+            if not any(
+                key_id != skip_key and self.live_session(key_id) is not None
+                for key_id in self._keys_by_user.get(member_id, ())
+            ):
+                continue
+            updates = self.updates_for(member_id, [update_for(member_id)], date)
+            self.push_to_user(member_id, updates, skip_key=skip_key)
+
+    def channel_count(self, user_id: int) -> int:
+        """How many channels the account is a member of."""
+        return sum(1 for c in self.state.channels.values() if user_id in c.members)
+
+    def check_channel_cap(self, user: UserRec) -> None:
+        """Raise RpcError 400 CHANNELS_TOO_MUCH when ``user`` may join no more channels."""
+        if self.channel_count(user.id) >= self.limits.channels_per_user:
+            raise RpcError(400, "CHANNELS_TOO_MUCH")
+
+    def admit_bot_send(self, bot: UserRec, chat_id: int, kind: ChatKind) -> None:
+        """Apply the bot sending limits to one send of ``bot`` to ``chat_id``.
+
+        No-op for users and with ``limits.bot_limits`` off. Raises RpcError 420
+        ``FLOOD_WAIT_<X>`` (see :mod:`sandbox.botlimits`; an injected ``chat_flood``
+        fault counts as an empty bucket).
+        """
+        if not bot.bot:
+            return
+        forced = self.faults.chat_flood_left(bot.id, chat_id)
+        if not self.limits.bot_limits and not forced:
+            return
+        limits = self.limits
+        per_chat: Rate = limits.bot_private if kind == "private" else limits.bot_channel
+        if not limits.bot_limits:  # only the forced wait applies
+            per_chat = overall = Rate(float("inf"), float("inf"))
+        else:
+            overall = limits.bot_overall
+        self.bot_limiter.admit(bot.id, chat_id, kind, overall, per_chat, forced)
 
     def remember_sent(self, key: tuple[int, int], result: TLObject) -> None:
         """Keep a sendMessage result for deduplication (the oldest beyond SENT_MEMORY go)."""

@@ -24,13 +24,15 @@ def _channel_updates(call: Call, channel_id: int) -> types.Updates:
 async def join_channel(call: Call, query: functions.channels.JoinChannelRequest) -> types.Updates:
     """Join a public channel (a no-op when already a member).
 
-    Raises CHANNEL_INVALID, and CHANNEL_PRIVATE for a private channel one is not in
-    (those are joined through an invite, i.e. the control API's ``add_member``).
+    Raises CHANNEL_INVALID, CHANNEL_PRIVATE for a private channel one is not in (those
+    are joined through an invite, or the control API's ``add_member``), and
+    CHANNELS_TOO_MUCH when the account is already in ``limits.channels_per_user`` channels.
     """
     channel = call.input_channel(query.channel)
     if call.me.id not in channel.members:
         if channel.username is None:
             raise RpcError(400, "CHANNEL_PRIVATE")
+        call.world.check_channel_cap(call.me)
         call.world.add_member(channel, call.me.id)
     return _channel_updates(call, channel.id)
 

@@ -123,8 +123,9 @@ async def send_message(call: Call, query: functions.messages.SendMessageRequest)
 
     A repeated ``random_id`` from the same account returns the first result and sends
     nothing: the client re-sends a request whose answer a dropped connection lost.
+    A bot's sends are rate limited (:meth:`sandbox.world.World.admit_bot_send`).
     Raises MESSAGE_EMPTY / MESSAGE_TOO_LONG / PEER_ID_INVALID / USER_IS_BOT /
-    CHAT_ADMIN_REQUIRED.
+    CHAT_ADMIN_REQUIRED / 420 FLOOD_WAIT_X.
     """
     world, me = call.world, call.me
     dedup = (me.id, query.random_id)
@@ -140,6 +141,9 @@ async def send_message(call: Call, query: functions.messages.SendMessageRequest)
     date = now()
     update: TLObject
     if isinstance(peer, ChannelRec):
+        if me.id not in peer.admins:
+            raise RpcError(403, "CHAT_ADMIN_REQUIRED")
+        world.admit_bot_send(me, peer.id, "channel")
         post = world.post(
             peer,
             query.message,
@@ -156,6 +160,7 @@ async def send_message(call: Call, query: functions.messages.SendMessageRequest)
     else:
         if me.bot and peer.bot:
             raise RpcError(400, "USER_IS_BOT")
+        world.admit_bot_send(me, peer.id, "private")
         sent = world.send_private(
             me,
             peer,
@@ -385,12 +390,14 @@ async def import_chat_invite(
 ) -> types.Updates:
     """Join the channel behind an invite link (private ones too).
 
-    Raises INVITE_HASH_INVALID / USER_ALREADY_PARTICIPANT.
+    Raises INVITE_HASH_INVALID / USER_ALREADY_PARTICIPANT / CHANNELS_TOO_MUCH (the
+    account is already in ``limits.channels_per_user`` channels).
     """
     world, me = call.world, call.me
     channel = world.by_invite(query.hash)
     if me.id in channel.members:
         raise RpcError(400, "USER_ALREADY_PARTICIPANT")
+    world.check_channel_cap(me)
     world.add_member(channel, me.id)
     return types.Updates(
         updates=[types.UpdateChannel(channel_id=channel.id)],

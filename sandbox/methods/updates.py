@@ -59,8 +59,8 @@ async def get_difference(
     ``limits.difference_too_long`` messages were missed, or when the client claims a pts
     the server never reached. differenceSlice (with an intermediate state) when more than
     ``limits.difference_slice``. ``other_updates`` carries updateChannelTooLong for every
-    joined channel posted to since ``query.date``, so the client then fetches each
-    channel's own difference.
+    joined channel posted to since ``query.date`` (except channels whose updates are
+    withheld by a fault), so the client then fetches each channel's own difference.
     """
     world, me = call.world, call.me
     limits = world.limits
@@ -83,7 +83,10 @@ async def get_difference(
     other += [
         types.UpdateChannelTooLong(channel_id=c.id, pts=c.pts)
         for c in world.state.channels.values()
-        if me.id in c.members and c.messages and c.messages[-1].date >= since
+        if me.id in c.members
+        and c.messages
+        and c.messages[-1].date >= since
+        and not world.faults.withheld(c.id)
     ]
     users, chats = world.entities_for(
         [*messages, *(u.message for u in replayed if isinstance(u, types.UpdateEditMessage))],
