@@ -128,3 +128,29 @@ def test_sandbox_thread_driven_from_a_child_process() -> None:
         assert result["me"] == result["bot"]
         assert sandbox.control.account("child_bot").id == result["bot"]
         assert sandbox.control.online(result["bot"]) is False
+
+
+def test_monitor_and_bot_operations_over_http() -> None:
+    with Sandbox.run_in_thread() as sandbox:
+        control = ControlClient(sandbox.control_url)
+        channels = [control.create_channel(title=f"H{i}", username=f"http{i}") for i in range(2)]
+        ranges = control.post_many(channels=["http0", "http1"], count=3, text="{channel}/{n}")
+        assert [(r["channel_id"], r["first_id"], r["last_id"]) for r in ranges] == [
+            (c["id"], 1, 3) for c in channels
+        ]
+        stream = control.start_posting(channels="http0", per_second=500, count=5)
+        status = control.stop_posting(stream=stream)
+        assert status["running"] is False
+        assert control.withhold_updates(channel="http1") is True
+        limits = control.set_limits(channels_per_user=3, bot_private_per_s=2)
+        assert (limits["channels_per_user"], limits["bot_private_per_s"]) == (3, 2)
+        with pytest.raises(RpcError, match="BAD_REQUEST"):
+            control.set_limits(bot_private_per_s=-1)
+        bot = control.create_bot(username="limits_bot")
+        user = control.create_user(phone="+15550700000", first_name="U")
+        assert control.flood_chat(bot=bot["id"], chat=user["id"], seconds=5) > 0
+        assert control.bot_sends(bot="limits_bot") == []
+        control.send_message(sender=user["id"], to="limits_bot", text="/start")
+        [received] = control.chat(account="limits_bot", peer=user["id"])
+        assert (received["text"], received["out"], received["edit_date"]) == ("/start", False, None)
+        assert control.memberships(account=user["id"]) == []
