@@ -13,8 +13,8 @@ import time
 from protocols import demo
 from protocols.base import Message
 from protocols.envelope import Envelope
-from protocols.errors import BadRequest
-from runtime.actor import Actor
+from runtime.actor import Actor, Reply
+from runtime.handlers import handles
 
 
 class EchoActor(Actor):
@@ -25,42 +25,47 @@ class EchoActor(Actor):
         self.overlaps = 0
         self._inside = threading.Lock()
 
-    def handle(
-        self, body: Message, envelope: Envelope
-    ) -> Message | concurrent.futures.Future[Message]:
-        if isinstance(body, demo.Later):
-            return self._later(body)
-        if isinstance(body, demo.Relay):
-            # The other actor's reply (or its error) becomes ours, without blocking.
-            return self.ctx.ask(body.target, demo.Echo(text=body.text), timeout=body.timeout)
+    def handle(self, body: Message, envelope: Envelope) -> Reply:
+        # Every handler runs inside the overlap check: two at once would be a runtime bug.
         if not self._inside.acquire(blocking=False):
             self.overlaps += 1
             self._inside.acquire()
         try:
-            return self._answer(body)
+            return super().handle(body, envelope)
         finally:
             self._inside.release()
 
-    def _later(self, body: demo.Later) -> concurrent.futures.Future[Message]:
+    @handles(demo.Echo)
+    def echo(self, body: demo.Echo) -> Message:
+        return demo.Echoed(text=body.text)
+
+    @handles(demo.Increment)
+    def increment(self, body: demo.Increment) -> Message:
+        self.count += body.by
+        return demo.Count(value=self.count, overlaps=self.overlaps)
+
+    @handles(demo.GetCount)
+    def get_count(self, body: demo.GetCount) -> Message:
+        return demo.Count(value=self.count, overlaps=self.overlaps)
+
+    @handles(demo.Sleep)
+    def sleep(self, body: demo.Sleep) -> Message:
+        time.sleep(body.seconds)
+        return demo.Slept(seconds=body.seconds)
+
+    @handles(demo.Later)
+    def later(self, body: demo.Later) -> concurrent.futures.Future[Message]:
         """A deferred reply: the actor goes on with its next message meanwhile."""
         self.count += 1
         future: concurrent.futures.Future[Message] = concurrent.futures.Future()
-        reply = demo.Echoed(text=body.text)
-        threading.Timer(body.seconds, future.set_result, (reply,)).start()
+        threading.Timer(body.seconds, future.set_result, (demo.Echoed(text=body.text),)).start()
         return future
 
-    def _answer(self, body: Message) -> Message:
-        match body:
-            case demo.Echo(text=text):
-                return demo.Echoed(text=text)
-            case demo.Increment(by=by):
-                self.count += by
-                return demo.Count(value=self.count, overlaps=self.overlaps)
-            case demo.GetCount():
-                return demo.Count(value=self.count, overlaps=self.overlaps)
-            case demo.Sleep(seconds=seconds):
-                time.sleep(seconds)
-                return demo.Slept(seconds=seconds)
-            case demo.Fail(reason=reason):
-                raise RuntimeError(reason)
-        return BadRequest(message=f"{self.ctx.address} does not answer {type(body).__name__}")
+    @handles(demo.Relay)
+    def relay(self, body: demo.Relay) -> concurrent.futures.Future[Message]:
+        # The other actor's reply (or its error) becomes ours, without blocking.
+        return self.ctx.ask(body.target, demo.Echo(text=body.text), timeout=body.timeout)
+
+    @handles(demo.Fail)
+    def fail(self, body: demo.Fail) -> Message:
+        raise RuntimeError(body.reason)

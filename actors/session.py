@@ -26,7 +26,6 @@ the actor's whole life. Guarantees:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import fnmatch
 import hashlib
@@ -62,8 +61,13 @@ from protocols.events import (
     NewPost,
     SessionState,
     SessionStateName,
+    bot_topic,
+    message_topic,
+    post_topic,
+    session_topic,
 )
 from runtime.actor import Actor, ActorContext
+from runtime.handlers import handles
 from runtime.locks import SessionFileLock
 from runtime.loop import get_loop_thread
 
@@ -139,24 +143,6 @@ class SessionActor(Actor):
         self._qr_task: asyncio.Task[types.User] | None = None
         self._qr_expires = 0
         self._flood = FloodControl(self._limits())
-        self._handlers: dict[type[Message], Callable[[Any, Envelope], Awaitable[Message]]] = {
-            s.GetMe: self._get_me,
-            s.ResolvePeer: self._resolve,
-            s.JoinChannel: self._join,
-            s.LeaveChannel: self._leave,
-            s.FetchHistory: self._history,
-            s.SendMessage: self._send,
-            s.AnswerCallback: self._answer_callback,
-            s.GetDialogs: self._dialogs,
-            s.StartLogin: self._start_login,
-            s.SubmitCode: self._submit_code,
-            s.SubmitPassword: self._submit_password,
-            s.StartQrLogin: self._start_qr,
-            s.QrLoginStatus: self._qr_status,
-            s.LogOut: self._log_out,
-            s.ExportSession: self._export,
-            s.GetSessionStatus: self._status,
-        }
 
     def _limits(self) -> dict[str, RateLimit]:
         limits = dict(BOT_LIMITS if self.settings.kind == "bot" else USER_LIMITS)
@@ -413,24 +399,15 @@ class SessionActor(Actor):
         event = SessionState(
             account=self.account, state=state, reason=reason, retry_after=retry_after
         )
-        self.ctx.publish(f"session.{self.account}", event)
+        self.ctx.publish(session_topic(self.account), event)
 
     # -- requests ------------------------------------------------------------------------
 
-    def handle(
-        self, body: Message, envelope: Envelope
-    ) -> Message | concurrent.futures.Future[Message]:
-        handler = self._handlers.get(type(body))
-        if handler is None:
-            return errors.BadRequest(message=f"session actor does not answer {type(body).__name__}")
-        return self._loop.submit(self._serve(handler, body, envelope))
-
-    async def _serve(
-        self, handler: Callable[[Any, Envelope], Awaitable[Message]], body: Message, env: Envelope
-    ) -> Message:
+    async def guard(self, work: Awaitable[Message], body: Message, env: Envelope) -> Message:
+        """Every request on the loop: its deadline, and Telegram's errors as typed errors."""
         left = (env.deadline - time.time()) if env.deadline else _DEFAULT_DEADLINE_S
         try:
-            return await asyncio.wait_for(handler(body, env), max(left, 0.001))
+            return await asyncio.wait_for(work, max(left, 0.001))
         except SessionFailedError as exc:
             return errors.Unavailable(message=str(exc))
         except FloodWaitError as exc:
@@ -536,15 +513,18 @@ class SessionActor(Actor):
         entity = await self._telegram("GetEntity", env, lambda: self.client.get_entity(peer))
         return convert.peer(entity)
 
+    @handles(s.GetMe)
     async def _get_me(self, body: s.GetMe, env: Envelope) -> Message:
         me = await self._telegram("GetUsersRequest", env, lambda: self.client.get_me())
         if me is None:
             return errors.Unauthorized(message=f"{self.account} is not logged in")
         return s.Me(user=convert.user(me))
 
+    @handles(s.ResolvePeer)
     async def _resolve(self, body: s.ResolvePeer, env: Envelope) -> Message:
         return convert.peer(await self._entity(body.peer, env))
 
+    @handles(s.JoinChannel)
     async def _join(self, body: s.JoinChannel, env: Envelope) -> Message:
         if isinstance(body.peer, str):
             username, is_invite = utils.parse_username(body.peer)
@@ -565,6 +545,7 @@ class SessionActor(Actor):
         )
         return s.Joined(peer=await self._peer_of(updates, peer, env))
 
+    @handles(s.LeaveChannel)
     async def _leave(self, body: s.LeaveChannel, env: Envelope) -> Message:
         peer = await self._input(body.peer, env)
         updates = await self._telegram(
@@ -575,6 +556,7 @@ class SessionActor(Actor):
         )
         return s.Left(peer=await self._peer_of(updates, peer, env))
 
+    @handles(s.FetchHistory)
     async def _history(self, body: s.FetchHistory, env: Envelope) -> Message:
         if not 1 <= body.limit <= _MAX_HISTORY:
             return errors.BadRequest(message=f"limit must be 1..{_MAX_HISTORY}, got {body.limit}")
@@ -592,6 +574,7 @@ class SessionActor(Actor):
         about = convert.peer(chat) if chat is not None else await self._peer_of(None, peer, env)
         return s.History(peer=about, messages=[convert.message(m) for m in messages])
 
+    @handles(s.SendMessage)
     async def _send(self, body: s.SendMessage, env: Envelope) -> Message:
         if not env.idempotency_key:
             return errors.BadRequest(message="SendMessage needs an idempotency key")
@@ -615,6 +598,7 @@ class SessionActor(Actor):
         sent = self.client._get_response_message(request, result, peer)
         return s.Sent(message=convert.message(sent))
 
+    @handles(s.AnswerCallback)
     async def _answer_callback(self, body: s.AnswerCallback, env: Envelope) -> Message:
         request = functions.messages.SetBotCallbackAnswerRequest(
             query_id=body.query_id, cache_time=0, alert=body.alert, message=body.text or None
@@ -624,6 +608,7 @@ class SessionActor(Actor):
         )
         return s.Answered()
 
+    @handles(s.GetDialogs)
     async def _dialogs(self, body: s.GetDialogs, env: Envelope) -> Message:
         if not 1 <= body.limit <= _MAX_HISTORY:
             return errors.BadRequest(message=f"limit must be 1..{_MAX_HISTORY}, got {body.limit}")
@@ -634,6 +619,7 @@ class SessionActor(Actor):
 
     # -- login ---------------------------------------------------------------------------
 
+    @handles(s.StartLogin)
     async def _start_login(self, body: s.StartLogin, env: Envelope) -> Message:
         if self.settings.kind == "bot":
             return errors.BadRequest(message="bot accounts log in with their bot_token")
@@ -649,6 +635,7 @@ class SessionActor(Actor):
         self._phone = body.phone
         return s.CodeSent(phone=body.phone, via=type(sent.type).__name__)
 
+    @handles(s.SubmitCode)
     async def _submit_code(self, body: s.SubmitCode, env: Envelope) -> Message:
         if not self._phone:
             return errors.BadRequest(message="no login in progress: send StartLogin first")
@@ -668,6 +655,7 @@ class SessionActor(Actor):
             return s.PasswordNeeded(hint=settings.hint or "")
         return await self._logged_in(me)
 
+    @handles(s.SubmitPassword)
     async def _submit_password(self, body: s.SubmitPassword, env: Envelope) -> Message:
         me = await self._telegram(
             "CheckPasswordRequest",
@@ -677,6 +665,7 @@ class SessionActor(Actor):
         )
         return await self._logged_in(me)
 
+    @handles(s.StartQrLogin)
     async def _start_qr(self, body: s.StartQrLogin, env: Envelope) -> Message:
         if self.settings.kind == "bot":
             return errors.BadRequest(message="bot accounts log in with their bot_token")
@@ -691,6 +680,7 @@ class SessionActor(Actor):
         self._qr_task = asyncio.get_running_loop().create_task(qr.wait(timeout))
         return s.QrLogin(url=qr.url, expires_at=self._qr_expires)
 
+    @handles(s.QrLoginStatus)
     async def _qr_status(self, body: s.QrLoginStatus, env: Envelope) -> Message:
         task = self._qr_task
         if task is None:
@@ -710,6 +700,7 @@ class SessionActor(Actor):
         self.client.session.save()
         return s.LoggedIn(user=convert.user(self._me))
 
+    @handles(s.LogOut)
     async def _log_out(self, body: s.LogOut, env: Envelope) -> Message:
         # Not client.log_out(): it deletes the session file and sets client.session to
         # None, leaving the actor without a usable client (and the account unable to log in
@@ -722,6 +713,7 @@ class SessionActor(Actor):
         self._set_state("unauthorized", "logged out")
         return s.LoggedOut()
 
+    @handles(s.ExportSession)
     async def _export(self, body: s.ExportSession, env: Envelope) -> Message:
         allowed = self.settings.export_allowed
         if not any(fnmatch.fnmatchcase(env.sender, pattern) for pattern in allowed):
@@ -732,6 +724,7 @@ class SessionActor(Actor):
         self.ctx.log.warning("session exported", account=self.account, to=env.sender)
         return s.SessionExport(session_string=StringSession.save(self.client.session))
 
+    @handles(s.GetSessionStatus)
     async def _status(self, body: s.GetSessionStatus, env: Envelope) -> Message:
         age = time.monotonic() - self._last_update if self._last_update else -1.0
         return s.SessionStatus(
@@ -754,14 +747,14 @@ class SessionActor(Actor):
         msg = convert.message(event.message)
         if event.is_channel and not event.is_group:
             post = NewPost(account=self.account, channel_id=event.chat_id, message=msg)
-            self.ctx.publish(f"post.{event.chat_id}", post)
+            self.ctx.publish(post_topic(event.chat_id), post)
             return
         if self.settings.kind == "bot" and event.is_private and msg.text.startswith("/"):
             head, _, args = msg.text.partition(" ")
             command = head[1:].split("@", 1)[0]
             sender = await event.get_sender()
             self.ctx.publish(
-                f"bot.{self.account}",
+                bot_topic(self.account),
                 BotCommand(
                     account=self.account,
                     command=command,
@@ -773,7 +766,7 @@ class SessionActor(Actor):
                 ),
             )
             return
-        self.ctx.publish(f"message.{self.account}", NewMessage(account=self.account, message=msg))
+        self.ctx.publish(message_topic(self.account), NewMessage(account=self.account, message=msg))
 
     async def _on_edited(self, event: events.MessageEdited.Event) -> None:
         if event.is_channel and not event.is_group:
@@ -782,14 +775,14 @@ class SessionActor(Actor):
                 channel_id=event.chat_id,
                 message=convert.message(event.message),
             )
-            self.ctx.publish(f"post.{event.chat_id}", edited)
+            self.ctx.publish(post_topic(event.chat_id), edited)
 
     async def _on_deleted(self, event: events.MessageDeleted.Event) -> None:
         if event.chat_id is not None:
             deleted = DeletedPost(
                 account=self.account, channel_id=event.chat_id, message_ids=list(event.deleted_ids)
             )
-            self.ctx.publish(f"post.{event.chat_id}", deleted)
+            self.ctx.publish(post_topic(event.chat_id), deleted)
 
     async def _on_callback(self, event: events.CallbackQuery.Event) -> None:
         query = CallbackQuery(
@@ -800,7 +793,7 @@ class SessionActor(Actor):
             user_id=event.sender_id or 0,
             message_id=event.message_id or 0,
         )
-        self.ctx.publish(f"bot.{self.account}", query)
+        self.ctx.publish(bot_topic(self.account), query)
 
 
 def _catch_up_channels(client: TelegramClient) -> None:

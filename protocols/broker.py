@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import msgspec
 
-from protocols.base import Message
+from protocols.base import Message, Request
 from protocols.errors import Owner
 
 
@@ -77,10 +77,6 @@ class Disconnect(msgspec.Struct, tag="bye", kw_only=True, frozen=True):
     pass
 
 
-class GetStatus(Message):
-    """Ask the broker (address ``broker``) for the state of the whole system."""
-
-
 class AddressInfo(msgspec.Struct, kw_only=True, frozen=True):
     address: str
     node_id: str
@@ -107,6 +103,10 @@ class Status(Message):
     nodes: list[NodeInfo] = []
     addresses: list[AddressInfo] = []
     failed: list[str] = []
+
+
+class GetStatus(Request[Status]):
+    """Ask the broker (address ``broker``) for the state of the whole system."""
 
 
 MESSAGES: tuple[type[Message], ...] = (GetStatus, Status)

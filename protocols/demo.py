@@ -5,27 +5,18 @@ It lets the runtime be seen (and measured) working before any Telegram actor exi
 
 from __future__ import annotations
 
-from protocols.base import Message
-
-
-class Echo(Message):
-    """Answered with :class:`Echoed` carrying the same text."""
-
-    text: str = ""
+from protocols.base import Message, Request
+from protocols.errors import Internal
 
 
 class Echoed(Message):
     text: str = ""
 
 
-class Increment(Message):
-    """Add ``by`` to the counter; answered with the new :class:`Count`."""
+class Echo(Request[Echoed]):
+    """Answered with :class:`Echoed` carrying the same text."""
 
-    by: int = 1
-
-
-class GetCount(Message):
-    """Answered with the current :class:`Count`."""
+    text: str = ""
 
 
 class Count(Message):
@@ -35,24 +26,34 @@ class Count(Message):
     overlaps: int = 0
 
 
-class Sleep(Message):
-    """Block the actor for ``seconds`` (to observe mailboxes and deadlines); ``Slept``."""
+class Increment(Request[Count]):
+    """Add ``by`` to the counter; answered with the new :class:`Count`."""
 
-    seconds: float
+    by: int = 1
+
+
+class GetCount(Request[Count]):
+    """Answered with the current :class:`Count`."""
 
 
 class Slept(Message):
     seconds: float
 
 
-class Later(Message):
+class Sleep(Request[Slept]):
+    """Block the actor for ``seconds`` (to observe mailboxes and deadlines); ``Slept``."""
+
+    seconds: float
+
+
+class Later(Request[Echoed]):
     """Answered with :class:`Echoed` after ``seconds``, without blocking the actor."""
 
     seconds: float
     text: str = ""
 
 
-class Relay(Message):
+class Relay(Request[Echoed]):
     """Ask ``target`` to Echo ``text`` and answer with its reply (actor-to-actor requests)."""
 
     target: str
@@ -60,7 +61,7 @@ class Relay(Message):
     timeout: float = 5.0
 
 
-class Fail(Message):
+class Fail(Request[Internal]):
     """Make the actor raise (to observe supervision); never answered with a result."""
 
     reason: str = "asked to fail"

@@ -1,16 +1,19 @@
-"""Events published on the bus (PUB/SUB through the broker), by topic.
+"""Events published on the bus (PUB/SUB through the broker), and their topics.
 
 A subscriber receives every event whose topic starts with a prefix it subscribed to.
 Events are at most once and only to current subscribers; state that must survive lives
-in actors and stores, not on the bus.
+in actors and stores, not on the bus. Every topic is built by a function here, so a
+publisher and its subscribers cannot spell one differently:
 
-Topics:
+* :func:`actor_topic` ``actor.<address>.``: :class:`ActorStateChanged`;
+* :func:`session_topic` ``session.<account>.``: :class:`SessionState`;
+* :func:`post_topic` ``post.<channel_id>.``: :class:`NewPost`, :class:`EditedPost`,
+  :class:`DeletedPost`;
+* :func:`message_topic` ``message.<account>.``: :class:`NewMessage` (private chats of a
+  user account);
+* :func:`bot_topic` ``bot.<account>.``: :class:`BotCommand`, :class:`CallbackQuery`.
 
-* ``actor.<address>``: :class:`ActorStateChanged`;
-* ``session.<account>``: :class:`SessionState`;
-* ``post.<channel_id>``: :class:`NewPost`, :class:`EditedPost`, :class:`DeletedPost`;
-* ``message.<account>``: :class:`NewMessage` (private chats of a user account);
-* ``bot.<account>``: :class:`BotCommand`, :class:`CallbackQuery`.
+Called with no argument, each gives the prefix that matches every topic of its kind.
 """
 
 from __future__ import annotations
@@ -19,6 +22,37 @@ from typing import Literal
 
 from protocols.base import Message
 from protocols.session import ChatMessage
+
+
+def _topic(kind: str, name: str) -> str:
+    # The closing dot keeps a subscription to ``post.-100123.`` from also matching
+    # ``post.-1001234.``: ZeroMQ matches topics by prefix.
+    return f"{kind}.{name}." if name else f"{kind}."
+
+
+def actor_topic(address: str = "") -> str:
+    """``actor.<address>``: state changes of the supervised actor at ``address``."""
+    return _topic("actor", address)
+
+
+def session_topic(account: str = "") -> str:
+    """``session.<account>``: connection and authorization of a session actor."""
+    return _topic("session", account)
+
+
+def post_topic(channel_id: int | None = None) -> str:
+    """``post.<channel_id>``: posts, edits and deletions in a channel (marked id)."""
+    return _topic("post", "" if channel_id is None else str(channel_id))
+
+
+def message_topic(account: str = "") -> str:
+    """``message.<account>``: messages in private chats and groups of a user account."""
+    return _topic("message", account)
+
+
+def bot_topic(account: str = "") -> str:
+    """``bot.<account>``: commands and button presses sent to a bot account."""
+    return _topic("bot", account)
 
 
 class ActorStateChanged(Message):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from protocols.base import Message
+from protocols.base import Message, Request
 
 PeerRef = str | int
 
@@ -66,25 +66,19 @@ class Dialog(Message):
     top_message: int = 0
 
 
-# -- requests and their replies -------------------------------------------------------
-
-
-class GetMe(Message):
-    """Answered with :class:`Me`."""
+# -- requests and their replies (each reply is declared before its request) ----------
 
 
 class Me(Message):
     user: User
 
 
-class ResolvePeer(Message):
+class GetMe(Request[Me]):
+    """Answered with :class:`Me`."""
+
+
+class ResolvePeer(Request[Peer]):
     """Answered with :class:`Peer`; ``NotFound`` for an unknown username or link."""
-
-    peer: PeerRef
-
-
-class JoinChannel(Message):
-    """Join a public channel (username/link) or an invite link; answered :class:`Joined`."""
 
     peer: PeerRef
 
@@ -93,8 +87,8 @@ class Joined(Message):
     peer: Peer
 
 
-class LeaveChannel(Message):
-    """Answered with :class:`Left`."""
+class JoinChannel(Request[Joined]):
+    """Join a public channel (username/link) or an invite link; answered :class:`Joined`."""
 
     peer: PeerRef
 
@@ -103,7 +97,18 @@ class Left(Message):
     peer: Peer
 
 
-class FetchHistory(Message):
+class LeaveChannel(Request[Left]):
+    """Answered with :class:`Left`."""
+
+    peer: PeerRef
+
+
+class History(Message):
+    peer: Peer
+    messages: list[ChatMessage] = []
+
+
+class FetchHistory(Request[History]):
     """Messages of a chat, newest first: at most ``limit``, older than ``offset_id`` (if
     set), newer than ``min_id``. Answered with :class:`History`."""
 
@@ -113,12 +118,11 @@ class FetchHistory(Message):
     min_id: int = 0
 
 
-class History(Message):
-    peer: Peer
-    messages: list[ChatMessage] = []
+class Sent(Message):
+    message: ChatMessage
 
 
-class SendMessage(Message):
+class SendMessage(Request[Sent]):
     """Send text (optionally a reply, optionally with buttons); answered :class:`Sent`.
 
     Requires an idempotency key on the envelope: a repeat gets the first result and
@@ -131,11 +135,11 @@ class SendMessage(Message):
     buttons: list[list[Button]] = []
 
 
-class Sent(Message):
-    message: ChatMessage
+class Answered(Message):
+    pass
 
 
-class AnswerCallback(Message):
+class AnswerCallback(Request[Answered]):
     """A bot answers a button press (``query_id`` from a ``CallbackQuery`` event)."""
 
     query_id: int
@@ -143,27 +147,17 @@ class AnswerCallback(Message):
     alert: bool = False
 
 
-class Answered(Message):
-    pass
+class Dialogs(Message):
+    dialogs: list[Dialog] = []
 
 
-class GetDialogs(Message):
+class GetDialogs(Request[Dialogs]):
     """Answered with :class:`Dialogs`."""
 
     limit: int = 100
 
 
-class Dialogs(Message):
-    dialogs: list[Dialog] = []
-
-
 # -- login -------------------------------------------------------------------------------
-
-
-class StartLogin(Message):
-    """Send a login code to ``phone``; answered :class:`CodeSent`."""
-
-    phone: str
 
 
 class CodeSent(Message):
@@ -171,18 +165,28 @@ class CodeSent(Message):
     via: str = ""
 
 
-class SubmitCode(Message):
-    """The code from :class:`StartLogin`; answered :class:`LoggedIn` or
-    :class:`PasswordNeeded` (two-step verification)."""
+class StartLogin(Request[CodeSent]):
+    """Send a login code to ``phone``; answered :class:`CodeSent`."""
 
-    code: str
+    phone: str
 
 
 class PasswordNeeded(Message):
     hint: str = ""
 
 
-class SubmitPassword(Message):
+class LoggedIn(Message):
+    user: User
+
+
+class SubmitCode(Request[LoggedIn | PasswordNeeded]):
+    """The code from :class:`StartLogin`; answered :class:`LoggedIn` or
+    :class:`PasswordNeeded` (two-step verification)."""
+
+    code: str
+
+
+class SubmitPassword(Request[LoggedIn]):
     """The two-step verification password; answered :class:`LoggedIn`."""
 
     password: str
@@ -191,21 +195,13 @@ class SubmitPassword(Message):
         return "SubmitPassword(password='***')"
 
 
-class LoggedIn(Message):
-    user: User
-
-
-class StartQrLogin(Message):
-    """Begin a QR login; answered :class:`QrLogin` (show ``url`` as a QR code)."""
-
-
 class QrLogin(Message):
     url: str
     expires_at: int
 
 
-class QrLoginStatus(Message):
-    """Answered :class:`QrLoginState` (``waiting``, ``done`` with the user, ``expired``)."""
+class StartQrLogin(Request[QrLogin]):
+    """Begin a QR login; answered :class:`QrLogin` (show ``url`` as a QR code)."""
 
 
 class QrLoginState(Message):
@@ -213,17 +209,16 @@ class QrLoginState(Message):
     user: User | None = None
 
 
-class LogOut(Message):
-    """Log the account out (the session becomes unusable); answered :class:`LoggedOut`."""
+class QrLoginStatus(Request[QrLoginState]):
+    """Answered :class:`QrLoginState` (``waiting``, ``done`` with the user, ``expired``)."""
 
 
 class LoggedOut(Message):
     pass
 
 
-class ExportSession(Message):
-    """The account's session as a Telethon StringSession, only for callers allowed by
-    ``accounts.<name>.export_allowed``; anyone else gets ``Unauthorized``."""
+class LogOut(Request[LoggedOut]):
+    """Log the account out (the session becomes unusable); answered :class:`LoggedOut`."""
 
 
 class SessionExport(Message):
@@ -233,8 +228,9 @@ class SessionExport(Message):
         return "SessionExport(session_string='***')"
 
 
-class GetSessionStatus(Message):
-    """Answered with :class:`SessionStatus`."""
+class ExportSession(Request[SessionExport]):
+    """The account's session as a Telethon StringSession, only for callers allowed by
+    ``accounts.<name>.export_allowed``; anyone else gets ``Unauthorized``."""
 
 
 class SessionStatus(Message):
@@ -245,6 +241,10 @@ class SessionStatus(Message):
     flood_waits: dict[str, float] = {}
     reconnects: int = 0
     last_update_age_s: float = -1.0
+
+
+class GetSessionStatus(Request[SessionStatus]):
+    """Answered with :class:`SessionStatus`."""
 
 
 MESSAGES: tuple[type[Message], ...] = (

@@ -1,23 +1,37 @@
 """What an application actor is, and what it may touch.
 
-An :class:`Actor` is plain state plus a :meth:`Actor.handle` method. The runtime calls
-``handle`` for one message at a time, in arrival order, from the actor's own thread
-(see :mod:`runtime.mailbox`), so an actor needs no locks around its state. The only
-ways out are the reply ``handle`` returns and the :class:`ActorContext` it was built with.
+An :class:`Actor` is plain state plus handlers declared with
+:func:`runtime.handlers.handles`. The runtime calls :meth:`Actor.handle` for one request
+at a time and :meth:`Actor.on_event` for one bus event at a time, in arrival order, from
+the actor's own thread (see :mod:`runtime.mailbox`), so an actor needs no locks around its
+state. The only ways out are the reply a handler returns and the :class:`ActorContext` it
+was built with.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import structlog
 
-from protocols.base import Message
+from protocols import errors
+from protocols.base import Message, Request
 from protocols.codec import pack_body
 from protocols.envelope import Envelope, new_id
+from runtime.errors import check_reply
+from runtime.handlers import Handler, table
+from runtime.loop import get_loop_thread
+
+__all__ = ["Actor", "ActorContext", "ActorFactory", "Port", "Reply"]
+
+R = TypeVar("R", bound=Message)
+
+Reply = Message | concurrent.futures.Future[Message]
+"""What a request handler gives back: the reply body, or a future of it (deferred)."""
 
 
 class Port(Protocol):
@@ -34,6 +48,9 @@ class Port(Protocol):
     def publish(self, topic: str, event: Message) -> None:
         """Publish an event on the bus (at most once, to current subscribers)."""
 
+    def subscribe(self, address: str, prefix: str) -> None:
+        """Deliver bus events whose topic starts with ``prefix`` to ``address``'s mailbox."""
+
 
 class ActorContext:
     """An actor's handle on the world: its address, and sending, asking, publishing."""
@@ -49,8 +66,19 @@ class ActorContext:
         return self._port.node_id
 
     def publish(self, topic: str, event: Message) -> None:
-        """Publish ``event`` under ``topic`` (for example ``session.alice``)."""
+        """Publish ``event`` under ``topic`` (built by :mod:`protocols.events`)."""
         self._port.publish(topic, event)
+
+    def subscribe(self, prefix: str) -> None:
+        """Receive bus events whose topic starts with ``prefix`` in this actor's mailbox.
+
+        They reach :meth:`Actor.on_event` one at a time, in order, like requests without a
+        reply. The bus is at most once: an event published while this node was down, or
+        before the subscription reached the broker, is never delivered, so an actor keeps
+        what must survive in a store and catches up from there. Subscriptions outlive
+        restarts of the actor and end when its address is given up.
+        """
+        self._port.subscribe(self.address, prefix)
 
     def ask(
         self,
@@ -75,14 +103,58 @@ class ActorContext:
         )
         return self._port.send_request(envelope)
 
+    def request(
+        self,
+        target: str,
+        body: Request[R],
+        timeout: float = 10.0,
+        idempotency_key: str = "",
+    ) -> concurrent.futures.Future[R]:
+        """:meth:`ask` with the reply checked: the future resolves with the declared reply.
+
+        The future raises :class:`~runtime.errors.RequestError` carrying the typed error
+        the request was answered with (``Timeout`` at the deadline), or
+        :class:`~runtime.errors.UnexpectedReply` for a reply of an undeclared type.
+        """
+        typed: concurrent.futures.Future[R] = concurrent.futures.Future()
+
+        def settle(asked: concurrent.futures.Future[Message]) -> None:
+            try:
+                typed.set_result(check_reply(target, body, asked.result()))
+            except BaseException as exc:  # the asker gets every failure, typed or not
+                typed.set_exception(exc)
+
+        self.ask(target, body, timeout, idempotency_key).add_done_callback(settle)
+        return typed
+
+    async def call(
+        self,
+        target: str,
+        body: Request[R],
+        timeout: float = 10.0,
+        idempotency_key: str = "",
+    ) -> R:
+        """:meth:`request` for coroutines: the declared reply, or RequestError raised."""
+        return await asyncio.wrap_future(self.request(target, body, timeout, idempotency_key))
+
 
 class Actor:
     """Base class of every application actor.
 
-    Subclasses implement :meth:`handle` and may override :meth:`on_start` and
-    :meth:`on_stop`. A handler that raises is answered ``Internal`` and the actor is
-    restarted by its supervisor (a fresh instance from the same factory).
+    Subclasses declare handlers with ``@handles(SomeRequest)`` and may override
+    :meth:`on_start` and :meth:`on_stop`. A request handler returns the reply body (an
+    error body is a valid reply), or a future of it; a coroutine handler runs on the
+    process's asyncio loop and its result becomes a deferred reply. A request of a type
+    with no handler is answered ``BadRequest`` naming the type. A handler that raises is
+    answered ``Internal`` and the actor is restarted by its supervisor (a fresh instance
+    from the same factory).
     """
+
+    handlers: ClassVar[Mapping[type[Message], Handler]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.handlers = table(cls)
 
     def __init__(self, ctx: ActorContext) -> None:
         self.ctx = ctx
@@ -93,17 +165,51 @@ class Actor:
     def on_stop(self) -> None:
         """Called in the actor's thread after the last message, and before a restart."""
 
-    def handle(
-        self, body: Message, envelope: Envelope
-    ) -> Message | concurrent.futures.Future[Message]:
-        """Answer one request: return the reply body (an error body is a valid reply).
+    def handle(self, body: Message, envelope: Envelope) -> Reply:
+        """Answer one request with the handler declared for its type.
 
-        Or return a future (a deferred reply): the reply is sent when it settles, and the
-        actor takes its next message meanwhile. A future that raises is answered
-        ``Internal``; the actor is not restarted for it. Repeats of an idempotency key
-        that arrive while its first request is deferred get the same reply.
+        A deferred reply (a future, or a coroutine handler's result) is sent when it
+        settles, and the actor takes its next message meanwhile. A future that raises is
+        answered ``Internal``; the actor is not restarted for it. Repeats of an
+        idempotency key that arrive while its first request is deferred get the same reply.
         """
-        raise NotImplementedError
+        handler = self.handlers.get(type(body))
+        if handler is None:
+            name = type(body).__name__
+            return errors.BadRequest(message=f"{self.ctx.address} does not answer {name}")
+        method = handler.bind(self)
+        result = method(body, envelope) if handler.wants_envelope else method(body)
+        if handler.is_async:
+            return get_loop_thread().submit(self.guard(result, body, envelope))
+        return result
+
+    def on_event(self, topic: str, event: Message) -> concurrent.futures.Future[None] | None:
+        """Handle one bus event (see :meth:`ActorContext.subscribe`); nothing is replied.
+
+        An event of a type with no handler is ignored. A coroutine handler runs on the
+        loop; the returned future settles when it is done (its failure is logged). A
+        handler that raises here restarts the actor, as for requests.
+        """
+        handler = self.handlers.get(type(event))
+        if handler is None:
+            return None
+        result = handler.bind(self)(event)
+        if not handler.is_async:
+            return None
+        done = get_loop_thread().submit(result)
+        done.add_done_callback(self._log_event_failure)
+        return done
+
+    async def guard(self, work: Awaitable[Message], body: Message, envelope: Envelope) -> Message:
+        """Wrap every coroutine request handler (on the loop): deadlines, error mapping.
+
+        The default awaits ``work`` as it is; override to map exceptions to typed errors.
+        """
+        return await work
+
+    def _log_event_failure(self, done: concurrent.futures.Future[None]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            self.ctx.log.error("event handler failed", exc_info=done.exception())
 
 
 ActorFactory = Callable[[ActorContext], Actor]

@@ -4,7 +4,9 @@
 many requests in flight. Both guarantee that :meth:`request` returns exactly once: the
 reply body, or :class:`~runtime.errors.RequestError` carrying the typed error
 (``Timeout`` included, raised locally if no answer arrives shortly after the deadline).
-Neither ever re-sends a request.
+Neither ever re-sends a request. A request declared as ``Request[Reply]`` returns its
+reply typed and checked (:class:`~runtime.errors.UnexpectedReply` for anything else), so
+``client.request("session:alice", GetMe()).user`` needs no ``isinstance``.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ import contextlib
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import zmq
 import zmq.asyncio
 
 from protocols import errors
-from protocols.base import Message
+from protocols.base import Message, Request
 from protocols.codec import (
     DEFAULT_MAX_FRAME_BYTES,
     FrameError,
@@ -33,7 +35,9 @@ from protocols.codec import (
 from protocols.envelope import Envelope, new_id
 from runtime import curve
 from runtime.broker import SUBSOCKET_SEPARATOR
-from runtime.errors import RequestError
+from runtime.errors import RequestError, check_reply
+
+R = TypeVar("R", bound=Message)
 
 # How long past a deadline to wait for the node's own Timeout before declaring one here.
 _GRACE_S = 0.25
@@ -77,12 +81,6 @@ def _envelope(
     )
 
 
-def _result(body: Message) -> Message:
-    if isinstance(body, errors.Error):
-        raise RequestError(body)
-    return body
-
-
 def _read(frame: bytes, max_bytes: int) -> tuple[str, Message] | None:
     """(reply_to, body) of a reply frame; None for anything that is not a reply."""
     try:
@@ -118,6 +116,24 @@ class Client:
         context = context or zmq.Context.instance()
         self._socket = _dealer(context, self.address, endpoint, curve_server_key)
 
+    @overload
+    def request(
+        self,
+        target: str,
+        body: Request[R],
+        timeout: float = ...,
+        idempotency_key: str = ...,
+        trace_id: str = ...,
+    ) -> R: ...
+    @overload
+    def request(
+        self,
+        target: str,
+        body: Message,
+        timeout: float = ...,
+        idempotency_key: str = ...,
+        trace_id: str = ...,
+    ) -> Message: ...
     def request(
         self,
         target: str,
@@ -126,17 +142,18 @@ class Client:
         idempotency_key: str = "",
         trace_id: str = "",
     ) -> Message:
-        """Send ``body`` to ``target`` and return the reply body.
+        """Send ``body`` to ``target`` and return the reply body (of the declared type).
 
         Raises :class:`RequestError` with the typed error the request was answered with,
-        or with ``Timeout`` if nothing came back by the deadline.
+        or with ``Timeout`` if nothing came back by the deadline; :class:`UnexpectedReply`
+        for a reply the request does not declare.
         """
         request_id = self.send(target, body, timeout, idempotency_key, trace_id)
         give_up = time.monotonic() + timeout + _GRACE_S
         while (left := give_up - time.monotonic()) > 0:
             reply = self.receive(left)
             if reply is not None and reply[0] == request_id:
-                return _result(reply[1])
+                return check_reply(target, body, reply[1])
         raise _local_timeout(target, timeout)
 
     def send(
@@ -186,6 +203,24 @@ class AsyncClient:
         self._waiting: dict[str, asyncio.Future[Message]] = {}
         self._reader: asyncio.Task[None] | None = None
 
+    @overload
+    async def request(
+        self,
+        target: str,
+        body: Request[R],
+        timeout: float = ...,
+        idempotency_key: str = ...,
+        trace_id: str = ...,
+    ) -> R: ...
+    @overload
+    async def request(
+        self,
+        target: str,
+        body: Message,
+        timeout: float = ...,
+        idempotency_key: str = ...,
+        trace_id: str = ...,
+    ) -> Message: ...
     async def request(
         self,
         target: str,
@@ -202,7 +237,8 @@ class AsyncClient:
         self._waiting[envelope.id] = future
         try:
             await self._socket.send(encode_packet(envelope))
-            return _result(await asyncio.wait_for(future, timeout + _GRACE_S))
+            reply = await asyncio.wait_for(future, timeout + _GRACE_S)
+            return check_reply(target, body, reply)
         except TimeoutError:
             raise _local_timeout(target, timeout) from None
         finally:

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TypeVar, overload
+
+from protocols import errors
+from protocols.base import Message, Request
 from protocols.errors import Error, NotOwner
+
+__all__ = [
+    "AddressTakenError",
+    "RequestError",
+    "UnexpectedReply",
+    "UsageError",
+    "check_reply",
+]
+
+R = TypeVar("R", bound=Message)
 
 
 class RequestError(Exception):
@@ -11,6 +25,25 @@ class RequestError(Exception):
     def __init__(self, error: Error) -> None:
         super().__init__(f"{type(error).__name__}: {error.message}")
         self.error = error
+
+
+class UnexpectedReply(RequestError):
+    """A request was answered with a body its declaration does not name (a peer's bug,
+    or peers speaking different versions); ``reply`` is what came back."""
+
+    def __init__(self, target: str, request: Message, reply: Message) -> None:
+        expected = (
+            " | ".join(t.__name__ for t in type(request).reply)
+            if isinstance(request, Request)
+            else "?"
+        )
+        super().__init__(
+            errors.Internal(
+                message=f"{target} answered {type(request).__name__} with "
+                f"{type(reply).__name__}, expected {expected}"
+            )
+        )
+        self.reply = reply
 
 
 class AddressTakenError(RequestError):
@@ -23,3 +56,21 @@ class AddressTakenError(RequestError):
 
 class UsageError(ValueError):
     """The command line or configuration names something that does not exist."""
+
+
+@overload
+def check_reply(target: str, request: Request[R], reply: Message) -> R: ...
+@overload
+def check_reply(target: str, request: Message, reply: Message) -> Message: ...
+def check_reply(target: str, request: Message, reply: Message) -> Message:
+    """``reply`` if it is a result ``request`` declares (any reply for an undeclared one).
+
+    Raises :class:`RequestError` for an error body, :class:`UnexpectedReply` for a body
+    of another type than the request's ``reply`` classes.
+    """
+    if isinstance(reply, Error):
+        raise RequestError(reply)
+    expected = type(request).reply if isinstance(request, Request) else ()
+    if expected and not isinstance(reply, expected):
+        raise UnexpectedReply(target, request, reply)
+    return reply

@@ -36,6 +36,7 @@ BUILTIN_ACTORS: Mapping[str, ActorFactory] = {"echo": EchoActor}
 # the configured endpoints stay bound for outside clients and ``run.py status``.
 LOCAL_BROKER = "inproc://switchboard/local-broker"
 LOCAL_EVENTS_IN = "inproc://switchboard/local-events-in"
+LOCAL_EVENTS_OUT = "inproc://switchboard/local-events-out"
 
 
 def broker_options(settings: Settings, *, local: bool = False) -> BrokerOptions:
@@ -43,13 +44,15 @@ def broker_options(settings: Settings, *, local: bool = False) -> BrokerOptions:
     rt = settings.runtime
     endpoints = [rt.broker_endpoint]
     events_in = [rt.events_in_endpoint]
+    events_out = [rt.events_out_endpoint]
     if local:
         endpoints += [e for e in [LOCAL_BROKER] if e != rt.broker_endpoint]
         events_in += [e for e in [LOCAL_EVENTS_IN] if e != rt.events_in_endpoint]
+        events_out += [e for e in [LOCAL_EVENTS_OUT] if e != rt.events_out_endpoint]
     return BrokerOptions(
         endpoints=endpoints,
         events_in=events_in,
-        events_out=[rt.events_out_endpoint],
+        events_out=events_out,
         heartbeat_interval_s=rt.heartbeat_interval_s,
         heartbeat_liveness=rt.heartbeat_liveness,
         max_frame_bytes=rt.max_frame_bytes,
@@ -89,6 +92,7 @@ def node_options(settings: Settings, *, local: bool = False, standby: bool = Fal
     return NodeOptions(
         broker=LOCAL_BROKER if local else rt.broker_endpoint,
         events_in=LOCAL_EVENTS_IN if local else rt.events_in_endpoint,
+        events_out=LOCAL_EVENTS_OUT if local else rt.events_out_endpoint,
         heartbeat_interval_s=rt.heartbeat_interval_s,
         heartbeat_liveness=rt.heartbeat_liveness,
         mailbox_size=rt.mailbox_size,

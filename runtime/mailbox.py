@@ -5,6 +5,9 @@ Guarantees:
 * one message at a time, in arrival order (pykka's inbox and thread);
 * bounded: the node checks :attr:`Mailbox.depth` before enqueueing and answers ``Busy``
   when it is at ``capacity``, so nothing is dropped silently;
+* bus events the actor subscribed to (:meth:`Mailbox.deliver`) wait in the same queue and
+  reach :meth:`Actor.on_event` in order; past ``capacity`` an event is dropped and counted
+  (the bus is at most once anyway), never a request;
 * every request it takes gets exactly one reply: the handler's result, ``BadRequest``
   for a body it cannot open, ``Internal`` for a crash, ``Unavailable`` once the actor
   has failed, or the first reply again for a repeated idempotency key;
@@ -28,10 +31,18 @@ from protocols.base import Message
 from protocols.broker import ActorInfo
 from protocols.codec import FrameError, open_body, pack_body
 from protocols.envelope import Envelope
-from protocols.events import ActorStateChanged
+from protocols.events import ActorStateChanged, actor_topic
 from runtime.actor import Actor, ActorContext, ActorFactory, Port
 from runtime.idempotency import IdempotencyCache
 from runtime.supervisor import ActorState, RestartPolicy, Supervision
+
+
+@dataclass(frozen=True)
+class _Event:
+    """A bus event for the actor: ``event`` published under ``topic``."""
+
+    topic: str
+    event: Message
 
 
 @dataclass(frozen=True)
@@ -60,12 +71,15 @@ class Mailbox:
         self.stopping = threading.Event()
         self.enqueued = 0  # written by the node's thread only
         self.dequeued = 0  # written by the runner's thread only
+        self.events_enqueued = 0  # written by the bus thread only
+        self.events_dequeued = 0  # written by the runner's thread only
+        self.events_dropped = 0  # written by the bus thread only
         self._ref = _Runner.start(self, factory, port)
 
     @property
     def depth(self) -> int:
-        """Requests queued and not yet taken (safe to read from any thread)."""
-        return self.enqueued - self.dequeued
+        """Requests and events queued and not yet taken (safe to read from any thread)."""
+        return self.enqueued - self.dequeued + self.events_enqueued - self.events_dequeued
 
     def info(self) -> ActorInfo:
         """This actor as status shows it."""
@@ -83,6 +97,18 @@ class Mailbox:
         """Queue a request (the caller checked :attr:`depth` against :attr:`capacity`)."""
         self.enqueued += 1
         self._ref.tell(envelope)
+
+    def deliver(self, topic: str, event: Message) -> bool:
+        """Queue a bus event for the actor; False (and counted) if the mailbox is full.
+
+        Called from one thread only (the node's bus listener).
+        """
+        if self.depth >= self.capacity or self.stopping.is_set():
+            self.events_dropped += 1
+            return False
+        self.events_enqueued += 1
+        self._ref.tell(_Event(topic, event))
+        return True
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop after the queued requests are handled (block up to ``timeout``).
@@ -126,9 +152,13 @@ class _Runner(pykka.ThreadingActor):
         if self._supervision.state is not ActorState.FAILED:
             self._supervision.state = ActorState.STOPPED
 
-    def on_receive(self, message: Envelope | _Settled) -> None:
+    def on_receive(self, message: Envelope | _Event | _Settled) -> None:
         if isinstance(message, _Settled):
             self._settle(message)
+            return
+        if isinstance(message, _Event):
+            self._mailbox.events_dequeued += 1
+            self._notify(message)
             return
         self._mailbox.dequeued += 1
         reply = self._answer(message)
@@ -177,6 +207,16 @@ class _Runner(pykka.ThreadingActor):
         if key:
             self._idempotency.put(key, reply)
         return reply
+
+    def _notify(self, item: _Event) -> None:
+        """Hand one event to the actor; a crash is supervised as for a request."""
+        if self._actor is None:
+            return
+        try:
+            self._actor.on_event(item.topic, item.event)
+        except Exception as exc:
+            if self._recover(exc, None):
+                self._build()
 
     def _ref_tell(self, settled: _Settled) -> None:
         """Hand a settled future back to this mailbox's thread (from any thread)."""
@@ -250,4 +290,4 @@ class _Runner(pykka.ThreadingActor):
         event = ActorStateChanged(
             address=self.address, state=s.state.value, restarts=s.restarts, reason=s.last_error
         )
-        self._port.publish(f"actor.{self.address}", event)
+        self._port.publish(actor_topic(self.address), event)

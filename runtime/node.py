@@ -57,6 +57,7 @@ from protocols.envelope import Envelope
 from runtime import curve
 from runtime.actor import ActorFactory
 from runtime.broker import SUBSOCKET_SEPARATOR
+from runtime.bus import BusListener
 from runtime.errors import AddressTakenError
 from runtime.mailbox import Mailbox
 from runtime.supervisor import RestartPolicy
@@ -91,6 +92,7 @@ class NodeOptions:
 
     broker: str
     events_in: str
+    events_out: str = ""  # the bus's subscriber side; needed only by actors that subscribe
     heartbeat_interval_s: float = 1.0
     heartbeat_liveness: int = 3
     mailbox_size: int = 1000
@@ -135,6 +137,13 @@ class Node:
             options.broker,
             self.node_id,
             options.curve_server_key,
+        )
+        self._bus = BusListener(
+            self._zmq,
+            options.events_out,
+            self._deliver_event,
+            curve_server_key=options.curve_server_key,
+            max_frame_bytes=options.max_frame_bytes,
         )
         self._thread: threading.Thread | None = None
         self._running = False
@@ -203,6 +212,7 @@ class Node:
         self._threads.push().send(bytes([_STOP]))
         if self._thread is not None:
             self._thread.join(timeout)
+        self._bus.stop()
         self._threads.close_all()
         self._running = False
 
@@ -248,6 +258,24 @@ class Node:
         pub = self._threads.pub()
         pub.send(topic.encode(), zmq.SNDMORE)
         pub.send(encode_packet(event))
+
+    def subscribe(self, address: str, prefix: str) -> None:
+        """Feed bus events under ``prefix`` to ``address``'s mailbox (see BusListener).
+
+        Raises RuntimeError when the node was given no ``events_out`` endpoint.
+        """
+        if not self.options.events_out:
+            raise RuntimeError(f"node {self.node_id} has no events_out endpoint to subscribe")
+        self._bus.subscribe(address, prefix)
+
+    def _deliver_event(self, address: str, topic: str, event: Message) -> None:
+        mailbox = self._mailboxes.get(address)
+        if mailbox is not None and not mailbox.deliver(topic, event):
+            dropped = mailbox.events_dropped
+            if dropped == 1 or dropped % 1000 == 0:
+                self._log.warning(
+                    "mailbox full, bus event dropped", address=address, dropped=dropped
+                )
 
     # -- the I/O thread -------------------------------------------------------------
 
@@ -477,6 +505,7 @@ class Node:
     def _retire(self, address: str) -> None:
         """Stop hosting an address we no longer own; its queued requests are dropped."""
         self._epochs.pop(address, None)
+        self._bus.forget(address)
         mailbox = self._mailboxes.pop(address, None)
         if mailbox is not None:
             mailbox.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from protocols import demo, errors
+from protocols.events import actor_topic
 from runtime.client import Client, Subscriber
 from runtime.curve import new_key_pair
 from runtime.errors import RequestError
@@ -23,7 +24,7 @@ def test_encrypted_links_serve_only_peers_with_the_broker_key(system: System) ->
 
     with Client(system.broker, curve_server_key=public) as trusted:
         assert trusted.request("echo", demo.Echo(text="hi"), timeout=10) == demo.Echoed(text="hi")
-        with Subscriber(system.events_out, ["actor."], curve_server_key=public) as events:
+        with Subscriber(system.events_out, [actor_topic()], curve_server_key=public) as events:
             wait_until(lambda: _crash_seen(trusted, events), 20, "an event over CURVE")
 
     stranger_key, _ = new_key_pair()

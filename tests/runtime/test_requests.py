@@ -8,7 +8,7 @@ import time
 import pytest
 
 from protocols import demo, errors
-from protocols.events import ActorStateChanged
+from protocols.events import ActorStateChanged, actor_topic
 from runtime.client import AsyncClient, AsyncSubscriber, Client
 from runtime.errors import RequestError
 from tests.runtime.conftest import start_node
@@ -17,7 +17,7 @@ from tests.runtime.support import Proc, System
 CLIENT_SCRIPT = """
 import sys
 from protocols import demo
-from protocols.events import ActorStateChanged
+from protocols.events import ActorStateChanged, actor_topic
 from runtime.client import AsyncClient, AsyncSubscriber, Client
 with Client(sys.argv[1]) as client:
     for _ in range(int(sys.argv[2])):
@@ -125,7 +125,7 @@ def test_deferred_reply_lets_the_actor_go_on(system: System, broker: Proc, clien
 async def test_async_client_and_subscriber(system: System, broker: Proc) -> None:
     start_node(system, "async")
     async with (
-        AsyncSubscriber(system.events_out, ["actor.echo"]) as events,
+        AsyncSubscriber(system.events_out, [actor_topic("echo")]) as events,
         AsyncClient(system.broker) as client,
     ):
         replies = await asyncio.gather(
@@ -137,7 +137,7 @@ async def test_async_client_and_subscriber(system: System, broker: Proc) -> None
         assert isinstance(caught.value.error, errors.Internal)
         while True:
             topic, event = await asyncio.wait_for(events.receive(), 10)
-            assert topic == "actor.echo" and isinstance(event, ActorStateChanged)
+            assert topic == actor_topic("echo") and isinstance(event, ActorStateChanged)
             if event.state == "restarting":
                 break
     assert event.reason == "RuntimeError: on purpose"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from protocols import demo, errors
+from protocols.events import actor_topic
 from runtime.client import Client, Subscriber
 from runtime.errors import RequestError
 from tests.runtime.conftest import start_node
@@ -43,7 +44,7 @@ def test_a_crash_restarts_the_actor_with_fresh_state(node: Proc, client: Client)
 def test_restart_intensity_is_bounded_and_failure_is_reported(
     system: System, node: Proc, client: Client
 ) -> None:
-    with Subscriber(system.events_out, ["actor.echo"]) as events:
+    with Subscriber(system.events_out, [actor_topic("echo")]) as events:
         wait_until(lambda: _subscribed(client), 10, "the echo actor")
         for _ in range(MAX_RESTARTS + 1):
             assert isinstance(_crash(client), errors.Internal)

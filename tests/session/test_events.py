@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from protocols.base import Message
-from protocols.events import DeletedPost, EditedPost, NewMessage, NewPost
+from protocols.events import DeletedPost, EditedPost, NewMessage, NewPost, message_topic, post_topic
 from runtime.client import Client, Subscriber
 from tests.runtime.support import Proc
 from tests.session.conftest import Sessions
@@ -31,10 +31,10 @@ def test_channel_posts_edits_deletions_and_private_messages(
     log_in(sessions, client, "reader", phone)
     chat_id = int(f"-100{channel.id}")
 
-    with Subscriber(sessions.events_out, [f"post.{chat_id}", "message.reader"]) as events:
+    with Subscriber(sessions.events_out, [post_topic(chat_id), message_topic("reader")]) as events:
         posted = control.post(channel.id, "first post")
         topic, new = _next(events, NewPost)
-        assert topic == f"post.{chat_id}"
+        assert topic == post_topic(chat_id)
         assert isinstance(new, NewPost) and new.account == "reader"
         assert new.channel_id == chat_id
         assert (new.message.id, new.message.text) == (posted.id, "first post")
@@ -50,6 +50,6 @@ def test_channel_posts_edits_deletions_and_private_messages(
 
         control.send_message(friend.id, reader.id, "hello there")
         topic, private = _next(events, NewMessage)
-        assert topic == "message.reader"
+        assert topic == message_topic("reader")
         assert isinstance(private, NewMessage) and private.message.text == "hello there"
         assert private.message.sender_id == friend.id

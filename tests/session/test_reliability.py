@@ -25,7 +25,7 @@ from telethon.tl import types
 from protocols import errors
 from protocols import session as s
 from protocols.base import Message
-from protocols.events import NewPost, SessionState
+from protocols.events import NewPost, SessionState, post_topic, session_topic
 from runtime.client import Client, Subscriber
 from runtime.errors import RequestError
 from sandbox.control import Channel
@@ -90,7 +90,7 @@ class EventLog:
 
 @pytest.fixture
 def events(sessions: Sessions, broker: Proc) -> Iterator[EventLog]:
-    log = EventLog(sessions.events_out, ["session.", "post."])
+    log = EventLog(sessions.events_out, [session_topic(), post_topic()])
     yield log
     log.close()
 

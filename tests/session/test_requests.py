@@ -24,7 +24,7 @@ from telethon.tl import functions, types
 from protocols import demo, errors
 from protocols import session as s
 from protocols.base import Message
-from protocols.events import BotCommand, CallbackQuery
+from protocols.events import BotCommand, CallbackQuery, bot_topic
 from runtime.client import Client, Subscriber
 from sandbox import SandboxThread
 from sandbox.control import Account, Channel
@@ -398,7 +398,7 @@ def test_send_message_rejects_invalid_input(world: World) -> None:
 def test_inline_button_press_reaches_the_bot_and_is_answered(world: World) -> None:
     control = world.sandbox.control
     bot_ref = world.bot.username
-    with Subscriber(world.sessions.events_out, ["bot.bot"]) as events:
+    with Subscriber(world.sessions.events_out, [bot_topic("bot")]) as events:
         # The bus is live once a command sent to the bot arrives as a BotCommand event.
         def command_arrives() -> BotCommand | None:
             control.send_message(world.carol.id, world.bot.id, "/start hello there")
