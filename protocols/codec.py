@@ -12,7 +12,7 @@ from typing import Any, Union
 
 import msgspec
 
-from protocols import broker, demo, errors, events, session
+from protocols import broker, demo, errors, events, parser, session, store
 from protocols.base import Message
 from protocols.envelope import Envelope
 
@@ -24,6 +24,8 @@ BODY_TYPES: tuple[type[Message], ...] = (
     *broker.MESSAGES,
     *events.MESSAGES,
     *session.MESSAGES,
+    *store.MESSAGES,
+    *parser.MESSAGES,
     *demo.MESSAGES,
 )
 Body = Union[BODY_TYPES]  # type: ignore[valid-type]  # noqa: UP007

@@ -11,7 +11,10 @@ publisher and its subscribers cannot spell one differently:
   :class:`DeletedPost`;
 * :func:`message_topic` ``message.<account>.``: :class:`NewMessage` (private chats of a
   user account);
-* :func:`bot_topic` ``bot.<account>.``: :class:`BotCommand`, :class:`CallbackQuery`.
+* :func:`bot_topic` ``bot.<account>.``: :class:`BotCommand`, :class:`CallbackQuery`;
+* :func:`stored_topic` ``stored.<channel_id>.``: :class:`PostStored`, :class:`PostEdited`,
+  :class:`PostDeleted`, published by the parser after the store committed them (a
+  wake-up for consumers, who read ``PostsSince`` from the store for the record).
 
 Called with no argument, each gives the prefix that matches every topic of its kind.
 """
@@ -22,6 +25,7 @@ from typing import Literal
 
 from protocols.base import Message
 from protocols.session import ChatMessage
+from protocols.store import Post
 
 
 def _topic(kind: str, name: str) -> str:
@@ -53,6 +57,11 @@ def message_topic(account: str = "") -> str:
 def bot_topic(account: str = "") -> str:
     """``bot.<account>``: commands and button presses sent to a bot account."""
     return _topic("bot", account)
+
+
+def stored_topic(channel_id: int | None = None) -> str:
+    """``stored.<channel_id>``: posts of a channel committed to the store."""
+    return _topic("stored", "" if channel_id is None else str(channel_id))
 
 
 class ActorStateChanged(Message):
@@ -134,6 +143,26 @@ class CallbackQuery(Message):
     message_id: int
 
 
+class PostStored(Message):
+    """A new post was committed to the store as ``post.seq``."""
+
+    post: Post
+
+
+class PostEdited(Message):
+    """An edit of a post was committed (``post.seq`` is the edit's place)."""
+
+    post: Post
+
+
+class PostDeleted(Message):
+    """Posts were marked deleted in the store, up to sequence ``last_seq``."""
+
+    channel_id: int
+    message_ids: list[int]
+    last_seq: int = 0
+
+
 MESSAGES: tuple[type[Message], ...] = (
     ActorStateChanged,
     SessionState,
@@ -143,4 +172,7 @@ MESSAGES: tuple[type[Message], ...] = (
     NewMessage,
     BotCommand,
     CallbackQuery,
+    PostStored,
+    PostEdited,
+    PostDeleted,
 )

@@ -1,0 +1,317 @@
+"""The store conversation: what anyone may ask of ``store:main``, the application's record.
+
+The store is the single writer of the application database: channels and their
+add/remove audit, subscriptions, posts, per-channel progress, consumer cursors and
+deliveries. Every reply is sent after its transaction committed, so an acknowledged write
+survives a crash. Writes are idempotent on natural keys: putting the same post twice, or
+subscribing twice, changes nothing the second time.
+
+Every committed post (insert, edit or deletion) takes the next value of one store-wide
+sequence, ``seq``. ``PostsSince(after_seq)`` pages through them in order, so a consumer
+that keeps the last ``seq`` it processed misses nothing across its own restarts (the bus
+only wakes it up; see :mod:`protocols.events`).
+
+Invalid input is answered ``BadRequest`` (empty or oversized text, limits out of range,
+a bad query) and an unknown channel ``NotFound``; nothing is written then.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from protocols.base import Message, Request
+
+MAX_TEXT = 65_536  # a post's text (Telegram allows 4,096, captions less; kept generous)
+MAX_PAGE = 1000  # the largest ``limit`` of any paged request
+MAX_BATCH = 1000  # the most posts in one PutPosts
+
+ChannelState = Literal["joining", "active", "moving", "paused", "failed", "removed"]
+
+
+# -- values ----------------------------------------------------------------------------
+
+
+class Channel(Message):
+    """A watched channel, with who reads it and how far it has been read.
+
+    ``id`` is Telegram's marked id (``-100…``). ``last_message_id`` is the newest message
+    id stored; ``lag_s`` how far behind the newest known post the store was at the last
+    check.
+    """
+
+    id: int
+    username: str = ""
+    title: str = ""
+    invite_link: str = ""
+    reader: str = ""
+    state: ChannelState = "active"
+    added_by: str = ""
+    added_at: int = 0
+    last_message_id: int = 0
+    last_post_at: int = 0
+    last_check_at: int = 0
+    lag_s: float = 0.0
+    error: str = ""
+
+
+class PostData(Message):
+    """A post as the parser extracts it from a channel message."""
+
+    message_id: int
+    date: int
+    text: str = ""
+    edit_date: int = 0
+    media: str = ""  # "", "photo", "video", "document", "poll", ...
+    views: int = 0
+    forwards: int = 0
+
+
+class Post(Message):
+    """A stored post; ``seq`` is its place in the store-wide sequence of changes."""
+
+    seq: int
+    channel_id: int
+    message_id: int
+    date: int
+    text: str = ""
+    edit_date: int = 0
+    media: str = ""
+    views: int = 0
+    forwards: int = 0
+    deleted: bool = False
+
+
+class Subscription(Message):
+    """``subscriber`` (for example ``bot:newsbot:12345``) follows ``channel_id``.
+
+    With ``keywords``, only posts whose text contains one of them (case-insensitive) are
+    meant for the subscriber.
+    """
+
+    subscriber: str
+    channel_id: int
+    keywords: list[str] = []
+    created_at: int = 0
+
+
+class ChannelStats(Message):
+    channel_id: int
+    posts: int = 0
+    last_message_id: int = 0
+    last_post_at: int = 0
+    lag_s: float = 0.0
+
+
+# -- replies ----------------------------------------------------------------------------
+
+
+class ChannelSaved(Message):
+    channel: Channel
+    created: bool = False
+
+
+class ChannelDeleted(Message):
+    channel_id: int
+    existed: bool = True
+
+
+class Channels(Message):
+    channels: list[Channel] = []
+
+
+class Subscribed(Message):
+    subscription: Subscription
+    created: bool = False
+
+
+class Unsubscribed(Message):
+    removed: bool = False
+
+
+class Subscriptions(Message):
+    subscriptions: list[Subscription] = []
+
+
+class PostsPut(Message):
+    """What a write changed: new posts, edited ones, and the sequence after it."""
+
+    inserted: int = 0
+    updated: int = 0
+    last_seq: int = 0
+    last_message_id: int = 0
+
+
+class Posts(Message):
+    """A page of posts; ``last_seq`` is the store's newest sequence at read time."""
+
+    posts: list[Post] = []
+    last_seq: int = 0
+
+
+class Cursor(Message):
+    name: str
+    seq: int = 0
+
+
+class StoreStats(Message):
+    channels: int = 0
+    subscriptions: int = 0
+    posts: int = 0
+    last_seq: int = 0
+    db_bytes: int = 0
+    schema_version: int = 0
+    per_channel: list[ChannelStats] = []
+
+
+# -- requests ---------------------------------------------------------------------------
+
+
+class SaveChannel(Request[ChannelSaved]):
+    """Create or update a channel (by ``channel.id``); ``by`` is recorded in the audit."""
+
+    channel: Channel
+    by: str = ""
+
+
+class DeleteChannel(Request[ChannelDeleted]):
+    """Stop keeping a channel: state ``removed``, its subscriptions dropped, its posts kept."""
+
+    channel_id: int
+    by: str = ""
+
+
+class GetChannel(Request[Channel]):
+    """One channel by id or username; ``NotFound`` if the store has none."""
+
+    channel_id: int = 0
+    username: str = ""
+
+
+class ListChannels(Request[Channels]):
+    """Channels, optionally only one reader's or one state's; removed ones only if asked."""
+
+    reader: str = ""
+    state: str = ""
+
+
+class RecordCheck(Request[Channel]):
+    """The parser looked at a channel: the newest message id Telegram shows, when, and
+    any error; updates ``last_check_at`` and ``lag_s``."""
+
+    channel_id: int
+    newest_id: int = 0
+    checked_at: int = 0
+    error: str = ""
+
+
+class Subscribe(Request[Subscribed]):
+    """Follow a channel; a repeat updates ``keywords`` and is otherwise a no-op."""
+
+    subscriber: str
+    channel_id: int
+    keywords: list[str] = []
+
+
+class Unsubscribe(Request[Unsubscribed]):
+    subscriber: str
+    channel_id: int
+
+
+class ListSubscriptions(Request[Subscriptions]):
+    """A subscriber's subscriptions, or a channel's subscribers, or all of them."""
+
+    subscriber: str = ""
+    channel_id: int = 0
+
+
+class PutPosts(Request[PostsPut]):
+    """Store posts of one channel (idempotent on ``(channel_id, message_id)``).
+
+    A post already stored with the same ``edit_date`` changes nothing; a newer
+    ``edit_date`` updates it and gives it a new ``seq``. At most ``MAX_BATCH`` posts.
+    """
+
+    channel_id: int
+    posts: list[PostData]
+
+
+class DeletePosts(Request[PostsPut]):
+    """Mark posts deleted (kept, with ``deleted`` set and a new ``seq``)."""
+
+    channel_id: int
+    message_ids: list[int]
+
+
+class GetPosts(Request[Posts]):
+    """A channel's posts, newest first, older than ``before_id`` when it is set."""
+
+    channel_id: int
+    before_id: int = 0
+    limit: int = 50
+
+
+class SearchPosts(Request[Posts]):
+    """Full-text search (SQLite FTS5 syntax) over post text, newest first."""
+
+    query: str
+    channel_id: int = 0
+    limit: int = 50
+
+
+class PostsSince(Request[Posts]):
+    """Posts changed after ``after_seq``, in ``seq`` order, at most ``limit``.
+
+    Only the given channels if ``channel_ids`` is not empty.
+    """
+
+    after_seq: int = 0
+    limit: int = 100
+    channel_ids: list[int] = []
+
+
+class GetCursor(Request[Cursor]):
+    """A consumer's saved position in the post sequence (0 if never saved)."""
+
+    name: str
+
+
+class SaveCursor(Request[Cursor]):
+    """Save a consumer's position; a cursor never moves backwards (the larger one wins)."""
+
+    name: str
+    seq: int
+
+
+class GetStoreStats(Request[StoreStats]):
+    """Counts for status pages."""
+
+
+MESSAGES: tuple[type[Message], ...] = (
+    ChannelSaved,
+    ChannelDeleted,
+    Channels,
+    Channel,  # also the reply of GetChannel and RecordCheck
+    Subscribed,
+    Unsubscribed,
+    Subscriptions,
+    PostsPut,
+    Posts,
+    Cursor,
+    StoreStats,
+    SaveChannel,
+    DeleteChannel,
+    GetChannel,
+    ListChannels,
+    RecordCheck,
+    Subscribe,
+    Unsubscribe,
+    ListSubscriptions,
+    PutPosts,
+    DeletePosts,
+    GetPosts,
+    SearchPosts,
+    PostsSince,
+    GetCursor,
+    SaveCursor,
+    GetStoreStats,
+)
