@@ -16,6 +16,7 @@ Exit codes: 0 success, 1 a request failed, 2 bad configuration or arguments,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import sys
 import time
@@ -25,6 +26,7 @@ import msgspec
 import structlog
 from telethon.sessions import StringSession
 
+from actors import actor_kinds, session_actors
 from actors.qr import to_terminal
 from actors.session import open_session_file, session_address, session_path
 from config import ConfigError, Settings, load_settings
@@ -49,8 +51,7 @@ from runtime.errors import AddressTakenError, RequestError, UsageError
 from runtime.launcher import (
     client_for,
     parse_actor_specs,
-    reach_session,
-    session_actors,
+    reach,
     start_broker,
     start_node,
     wait_for_signal,
@@ -156,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    actors = parse_actor_specs(_split(args.actors))
+    actors = parse_actor_specs(_split(args.actors), actor_kinds(settings))
     demo = None
     if args.role == "all" and not settings.accounts and args.accounts is None:
         demo, accounts = start_demo(settings.data_dir)
@@ -192,6 +193,15 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         if demo is not None:
             demo.stop()
     return 0
+
+
+def _reach_session(settings: Settings, account: str) -> contextlib.AbstractContextManager[Client]:
+    """A client that reaches the account's session actor (see ``launcher.reach``).
+
+    Raises UsageError for an account that is not configured.
+    """
+    ((address, factory),) = session_actors(settings, [account]).items()
+    return reach(settings, address, factory)
 
 
 def _split(items: str) -> list[str]:
@@ -257,7 +267,7 @@ def _call(settings: Settings, args: argparse.Namespace) -> int:
 def _login(settings: Settings, args: argparse.Namespace) -> int:
     """Log an account in through its session actor (the one owner of its session)."""
     address = session_address(args.account)
-    with reach_session(settings, args.account) as client:
+    with _reach_session(settings, args.account) as client:
         status = _settled_status(client, address)
         if status.authorized and status.user is not None:
             print(f"{args.account} is logged in as {_who(status.user)}")
@@ -327,7 +337,7 @@ def _who(user: User) -> str:
 
 def _export_session(settings: Settings, args: argparse.Namespace) -> int:
     """Print the account's StringSession (only if the operator is allowed to export it)."""
-    with reach_session(settings, args.account) as client:
+    with _reach_session(settings, args.account) as client:
         reply = client.request(session_address(args.account), ExportSession(), timeout=30)
     print(reply.session_string)
     return 0

@@ -1,0 +1,44 @@
+"""The application's actors, and the table that assembles them from settings.
+
+``runtime`` is a library that knows nothing of these: ``run.py`` (and tests, and
+embedding programs) take the factories from here and hand them to
+:mod:`runtime.launcher`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+
+from actors.echo import EchoActor
+from actors.session import SessionActor, session_address
+from config import Settings
+from runtime.actor import ActorFactory
+from runtime.errors import UsageError
+
+__all__ = ["actor_kinds", "session_actors"]
+
+
+def actor_kinds(settings: Settings) -> dict[str, ActorFactory]:
+    """The actor kinds a node can host by name (``run.py --actors KIND[=ADDRESS]``)."""
+    return {"echo": EchoActor}
+
+
+def session_actors(settings: Settings, accounts: Iterable[str]) -> dict[str, ActorFactory]:
+    """{``session:<name>``: factory} for each named account.
+
+    Raises UsageError naming an account that is not configured.
+    """
+    hosted: dict[str, ActorFactory] = {}
+    for name in accounts:
+        if name not in settings.accounts:
+            known = ", ".join(sorted(settings.accounts)) or "none"
+            raise UsageError(f"account {name!r} is not configured (configured: {known})")
+        hosted[session_address(name)] = functools.partial(
+            SessionActor,
+            account=name,
+            settings=settings.account(name),
+            session_settings=settings.session,
+            data_dir=settings.data_dir,
+        )
+    return hosted

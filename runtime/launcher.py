@@ -7,16 +7,13 @@ start the same parts the same way.
 from __future__ import annotations
 
 import contextlib
-import functools
 import signal
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import structlog
 
-from actors.echo import EchoActor
-from actors.session import SessionActor, session_address
 from config import Secret, Settings
 from protocols.broker import GetStatus, Status
 from runtime import curve
@@ -28,9 +25,6 @@ from runtime.node import Node, NodeOptions
 from runtime.supervisor import RestartPolicy
 
 log = structlog.get_logger("launcher")
-
-# The actor kinds a node can host by name (``--actors echo``).
-BUILTIN_ACTORS: Mapping[str, ActorFactory] = {"echo": EchoActor}
 
 # In one process, nodes reach the broker over inproc (same ZeroMQ context, no syscalls);
 # the configured endpoints stay bound for outside clients and ``run.py status``.
@@ -109,51 +103,33 @@ def node_options(settings: Settings, *, local: bool = False, standby: bool = Fal
     )
 
 
-def parse_actor_specs(specs: list[str]) -> dict[str, ActorFactory]:
-    """``["echo", "echo=echo:2"]`` -> {address: factory}.
+def parse_actor_specs(
+    specs: list[str], kinds: Mapping[str, ActorFactory]
+) -> dict[str, ActorFactory]:
+    """``["echo", "echo=echo:2"]`` -> {address: factory}, from the known ``kinds``.
 
     Raises UsageError naming an unknown actor kind and the known ones.
     """
     hosted: dict[str, ActorFactory] = {}
     for spec in specs:
         kind, _, address = spec.partition("=")
-        factory = BUILTIN_ACTORS.get(kind)
+        factory = kinds.get(kind)
         if factory is None:
-            known = ", ".join(sorted(BUILTIN_ACTORS))
+            known = ", ".join(sorted(kinds))
             raise UsageError(f"unknown actor kind {kind!r} (known: {known})")
         hosted[address or kind] = factory
     return hosted
 
 
-def session_actors(settings: Settings, accounts: Iterable[str]) -> dict[str, ActorFactory]:
-    """{``session:<name>``: factory} for each named account.
-
-    Raises UsageError naming an account that is not configured.
-    """
-    hosted: dict[str, ActorFactory] = {}
-    for name in accounts:
-        if name not in settings.accounts:
-            known = ", ".join(sorted(settings.accounts)) or "none"
-            raise UsageError(f"account {name!r} is not configured (configured: {known})")
-        hosted[session_address(name)] = functools.partial(
-            SessionActor,
-            account=name,
-            settings=settings.account(name),
-            session_settings=settings.session,
-            data_dir=settings.data_dir,
-        )
-    return hosted
-
-
 @contextlib.contextmanager
-def reach_session(settings: Settings, account: str) -> Iterator[Client]:
-    """A client (identity ``operator:…``) that reaches ``session:<account>``.
+def reach(settings: Settings, address: str, factory: ActorFactory) -> Iterator[Client]:
+    """A client (identity ``operator:…``) that reaches ``address``.
 
-    Through the running system if it hosts the account; otherwise through a broker and
-    node started here for the duration (so the account still has exactly one owner).
-    Raises UsageError for an unknown account, AddressTakenError if another node owns it.
+    Through the running system if it hosts the address; otherwise through a broker and a
+    node hosting ``factory`` started here for the duration (so the address still has
+    exactly one owner). Raises AddressTakenError if another node owns it.
     """
-    actors = session_actors(settings, [account])
+    actors = {address: factory}
     client = client_for(settings, identity=f"operator:{uuid.uuid4().hex[:12]}")
     broker: Broker | None = None
     node: Node | None = None
@@ -165,7 +141,7 @@ def reach_session(settings: Settings, account: str) -> Iterator[Client]:
         if not isinstance(status, Status):
             broker = start_broker(settings, local=True)
             node = start_node(settings, actors, local=True)
-        elif session_address(account) not in {a.address for a in status.addresses}:
+        elif address not in {a.address for a in status.addresses}:
             node = start_node(settings, actors)
         yield client
     finally:

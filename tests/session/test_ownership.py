@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from actors import session_actors
 from actors.session import SessionActor
 from config import load_settings
 from protocols import errors
 from protocols import session as s
 from runtime.actor import ActorContext
 from runtime.client import Client
-from runtime.launcher import session_actors, start_broker, start_node
+from runtime.launcher import start_broker, start_node
 from runtime.locks import SessionFileLock, SessionLockedError
 from runtime.node import Node
 from sandbox import SandboxThread
