@@ -18,7 +18,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("runtime_rtt", "sandbox_rpc", "session_overhead", "shared_session")
+BENCHMARKS = (
+    "runtime_rtt",
+    "sandbox_rpc",
+    "sandbox_posting",
+    "session_overhead",
+    "shared_session",
+)
 
 
 def run(name: str, quick: bool) -> dict[str, object]:
