@@ -11,8 +11,8 @@ sequence, ``seq``. ``PostsSince(after_seq)`` pages through them in order, so a c
 that keeps the last ``seq`` it processed misses nothing across its own restarts (the bus
 only wakes it up; see :mod:`protocols.events`).
 
-Invalid input is answered ``BadRequest`` (empty or oversized text, limits out of range,
-a bad query) and an unknown channel ``NotFound``; nothing is written then.
+Invalid input is answered ``BadRequest`` (empty or oversized text, ids or limits out of
+range, a bad full-text query) and an unknown channel ``NotFound``; nothing is written then.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ MAX_PAGE = 1000  # the largest ``limit`` of any paged request
 MAX_BATCH = 1000  # the most posts in one PutPosts
 
 ChannelState = Literal["joining", "active", "moving", "paused", "failed", "removed"]
+DeliveryStatus = Literal["pending", "sent", "failed", "skipped"]
+FINAL_DELIVERY: tuple[DeliveryStatus, ...] = ("sent", "skipped")  # never changed once recorded
 
 
 # -- values ----------------------------------------------------------------------------
@@ -55,7 +57,11 @@ class Channel(Message):
 
 
 class PostData(Message):
-    """A post as the parser extracts it from a channel message."""
+    """A post as the parser extracts it from a channel message.
+
+    A post needs text or a media kind (a post with neither is ``BadRequest``); ``media``
+    is a short lower-case word.
+    """
 
     message_id: int
     date: int
@@ -92,6 +98,28 @@ class Subscription(Message):
     channel_id: int
     keywords: list[str] = []
     created_at: int = 0
+
+
+class Delivery(Message):
+    """One post delivered (or being delivered) to one subscriber by a bot.
+
+    Keyed by ``(subscriber, channel_id, message_id)``. ``seq`` is the post's sequence
+    number when it was delivered; ``sent_message_id`` the id of the message the bot sent
+    (in the subscriber's chat). ``pending`` means a send may be under way (record it
+    before sending, with the send's idempotency key derived from the key); ``sent`` and
+    ``skipped`` are final: a later record of the same key changes nothing. ``attempts``
+    counts the records of the key the store accepted; ``updated_at`` is set by the store.
+    """
+
+    subscriber: str
+    channel_id: int
+    message_id: int
+    seq: int = 0
+    status: DeliveryStatus = "sent"
+    sent_message_id: int = 0
+    error: str = ""
+    attempts: int = 0
+    updated_at: int = 0
 
 
 class ChannelStats(Message):
@@ -133,12 +161,21 @@ class Subscriptions(Message):
 
 
 class PostsPut(Message):
-    """What a write changed: new posts, edited ones, and the sequence after it."""
+    """What a write changed: new posts, edited ones, and the sequence after it.
+
+    ``stored`` holds the posts this write inserted and ``edited`` those it changed (a
+    newer edit, or marked deleted by ``DeletePosts``), each with its new ``seq``: what
+    the parser publishes as ``PostStored`` / ``PostEdited`` / ``PostDeleted``.
+    ``last_seq`` is the store's newest sequence after the commit, ``last_message_id``
+    the channel's newest stored message id.
+    """
 
     inserted: int = 0
     updated: int = 0
     last_seq: int = 0
     last_message_id: int = 0
+    stored: list[Post] = []
+    edited: list[Post] = []
 
 
 class Posts(Message):
@@ -151,6 +188,17 @@ class Posts(Message):
 class Cursor(Message):
     name: str
     seq: int = 0
+
+
+class DeliveryRecorded(Message):
+    """The delivery as stored after the request; ``created`` if the key was new."""
+
+    delivery: Delivery
+    created: bool = False
+
+
+class Deliveries(Message):
+    deliveries: list[Delivery] = []
 
 
 class StoreStats(Message):
@@ -167,14 +215,23 @@ class StoreStats(Message):
 
 
 class SaveChannel(Request[ChannelSaved]):
-    """Create or update a channel (by ``channel.id``); ``by`` is recorded in the audit."""
+    """Create or update a channel (by ``channel.id``); ``by`` is recorded in the audit.
+
+    Sets the channel's own fields (username, title, invite link, reader, state, added
+    by, error); the progress fields (``last_message_id`` ... ``lag_s``) belong to the
+    store and are ignored. ``added_at`` 0 means now. Creating a channel, or saving a
+    removed one in another state, is an ``add`` in the audit.
+    """
 
     channel: Channel
     by: str = ""
 
 
 class DeleteChannel(Request[ChannelDeleted]):
-    """Stop keeping a channel: state ``removed``, its subscriptions dropped, its posts kept."""
+    """Stop keeping a channel: state ``removed``, its subscriptions dropped, its posts kept.
+
+    ``existed`` is False (and nothing changes) for an unknown or already removed channel.
+    """
 
     channel_id: int
     by: str = ""
@@ -188,7 +245,8 @@ class GetChannel(Request[Channel]):
 
 
 class ListChannels(Request[Channels]):
-    """Channels, optionally only one reader's or one state's; removed ones only if asked."""
+    """Channels, optionally only one reader's or one state's; removed ones only if asked
+    (``state="removed"``)."""
 
     reader: str = ""
     state: str = ""
@@ -282,6 +340,25 @@ class SaveCursor(Request[Cursor]):
     seq: int
 
 
+class RecordDelivery(Request[DeliveryRecorded]):
+    """Record the state of one delivery (idempotent on its key; ``sent``/``skipped`` are
+    final). The post must be stored (``NotFound`` otherwise)."""
+
+    delivery: Delivery
+
+
+class GetDeliveries(Request[Deliveries]):
+    """Deliveries matching every filter that is set, in ``(seq, subscriber)`` order, of
+    posts whose ``seq`` is above ``after_seq``; at most ``limit``."""
+
+    subscriber: str = ""
+    channel_id: int = 0
+    message_id: int = 0
+    status: str = ""
+    after_seq: int = 0
+    limit: int = 100
+
+
 class GetStoreStats(Request[StoreStats]):
     """Counts for status pages."""
 
@@ -297,6 +374,8 @@ MESSAGES: tuple[type[Message], ...] = (
     PostsPut,
     Posts,
     Cursor,
+    DeliveryRecorded,
+    Deliveries,
     StoreStats,
     SaveChannel,
     DeleteChannel,
@@ -313,5 +392,7 @@ MESSAGES: tuple[type[Message], ...] = (
     PostsSince,
     GetCursor,
     SaveCursor,
+    RecordDelivery,
+    GetDeliveries,
     GetStoreStats,
 )
