@@ -32,6 +32,7 @@ _NOT_FOUND = frozenset(
         "CHANNEL_INVALID",
         "CHAT_ID_INVALID",
         "MSG_ID_INVALID",
+        "MESSAGE_ID_INVALID",
         "USER_ID_INVALID",
     }
 )
@@ -41,6 +42,7 @@ _FORBIDDEN = frozenset(
         "CHANNEL_PRIVATE",
         "CHAT_WRITE_FORBIDDEN",
         "CHAT_ADMIN_REQUIRED",
+        "MESSAGE_AUTHOR_REQUIRED",
         "USER_BANNED_IN_CHANNEL",
         "USER_NOT_PARTICIPANT",
     }
@@ -108,7 +110,55 @@ def message(msg: Any) -> ChatMessage:
         edit_date=int(msg.edit_date.timestamp()) if getattr(msg, "edit_date", None) else 0,
         views=getattr(msg, "views", 0) or 0,
         buttons=buttons(getattr(msg, "reply_markup", None)),
+        media=media_kind(getattr(msg, "media", None)),
+        forwards=getattr(msg, "forwards", 0) or 0,
     )
+
+
+# What a message carries, by the class of its media; documents are told apart by their
+# attributes (see _document_kind).
+_MEDIA_KINDS: dict[type, str] = {
+    types.MessageMediaPhoto: "photo",
+    types.MessageMediaPoll: "poll",
+    types.MessageMediaGeo: "location",
+    types.MessageMediaGeoLive: "location",
+    types.MessageMediaVenue: "venue",
+    types.MessageMediaContact: "contact",
+    types.MessageMediaDice: "dice",
+    types.MessageMediaGame: "game",
+    types.MessageMediaInvoice: "invoice",
+    types.MessageMediaWebPage: "webpage",
+    types.MessageMediaStory: "story",
+}
+
+
+def media_kind(media: Any) -> str:
+    """What a message's ``media`` is: ``photo``, ``video``, ``gif``, ``video_note``,
+    ``voice``, ``audio``, ``sticker``, ``document``, ``poll``, ``location``, ``venue``,
+    ``contact``, ``dice``, ``game``, ``invoice``, ``webpage``, ``story``; a media class
+    this layer does not list is named after it (``MessageMediaPaidMedia`` -> ``paidmedia``);
+    ``""`` for none."""
+    if media is None or isinstance(media, types.MessageMediaEmpty):
+        return ""
+    if isinstance(media, types.MessageMediaDocument):
+        return _document_kind(media.document)
+    kind = _MEDIA_KINDS.get(type(media))
+    return kind or type(media).__name__.removeprefix("MessageMedia").lower()
+
+
+def _document_kind(document: Any) -> str:
+    attributes = {type(a): a for a in getattr(document, "attributes", ())}
+    if types.DocumentAttributeSticker in attributes:
+        return "sticker"
+    if types.DocumentAttributeAnimated in attributes:
+        return "gif"
+    video = attributes.get(types.DocumentAttributeVideo)
+    if video is not None:
+        return "video_note" if video.round_message else "video"
+    audio = attributes.get(types.DocumentAttributeAudio)
+    if audio is not None:
+        return "voice" if audio.voice else "audio"
+    return "document"
 
 
 def dialog(d: Any) -> Dialog:

@@ -578,10 +578,9 @@ class SessionActor(Actor):
     async def _send(self, body: s.SendMessage, env: Envelope) -> Message:
         if not env.idempotency_key:
             return errors.BadRequest(message="SendMessage needs an idempotency key")
-        if not body.text.strip():
-            return errors.BadRequest(message="MESSAGE_EMPTY: the text is empty")
-        if len(body.text) > _MAX_TEXT:
-            return errors.BadRequest(message=f"MESSAGE_TOO_LONG: over {_MAX_TEXT} characters")
+        problem = _text_problem(body.text)
+        if problem is not None:
+            return problem
         peer = await self._input(body.peer, env)
         request = functions.messages.SendMessageRequest(
             peer=peer,
@@ -597,6 +596,36 @@ class SessionActor(Actor):
         )
         sent = self.client._get_response_message(request, result, peer)
         return s.Sent(message=convert.message(sent))
+
+    @handles(s.EditMessage)
+    async def _edit(self, body: s.EditMessage, env: Envelope) -> Message:
+        problem = _text_problem(body.text)
+        if problem is not None:
+            return problem
+        if body.message_id <= 0:
+            return errors.BadRequest(message=f"MESSAGE_ID_INVALID: {body.message_id}")
+        peer = await self._input(body.peer, env)
+        markup = _markup(self.client, body.buttons)
+        try:
+            edited = await self._telegram(
+                "EditMessageRequest",
+                env,
+                lambda: self.client.edit_message(
+                    peer, body.message_id, body.text, parse_mode=None, buttons=markup
+                ),
+                exclusive=True,
+            )
+        except tg_errors.MessageNotModifiedError:
+            # Already as asked (a repeat, or a menu redrawn unchanged): not the caller's
+            # error; the answer is the message as it is.
+            edited = await self._telegram(
+                "GetMessagesRequest",
+                env,
+                lambda: self.client.get_messages(peer, ids=body.message_id),
+            )
+            if edited is None:
+                return errors.NotFound(message=f"MESSAGE_ID_INVALID: {body.message_id}")
+        return s.Sent(message=convert.message(edited))
 
     @handles(s.AnswerCallback)
     async def _answer_callback(self, body: s.AnswerCallback, env: Envelope) -> Message:
@@ -808,6 +837,15 @@ def _catch_up_channels(client: TelegramClient) -> None:
     for entry in list(box.map):
         if isinstance(entry, int):  # channel ids; the account and secret entries are not
             box.try_begin_get_diff(entry, "reconnect")
+
+
+def _text_problem(text: str) -> errors.BadRequest | None:
+    """Why Telegram would refuse ``text`` as a message, asked before any call; None if fine."""
+    if not text.strip():
+        return errors.BadRequest(message="MESSAGE_EMPTY: the text is empty")
+    if len(text) > _MAX_TEXT:
+        return errors.BadRequest(message=f"MESSAGE_TOO_LONG: over {_MAX_TEXT} characters")
+    return None
 
 
 def _random_id(account: str, key: str) -> int:

@@ -47,7 +47,12 @@ class Button(Message):
 
 
 class ChatMessage(Message):
-    """One message as Switchboard sees it; ``chat_id`` is the marked peer id."""
+    """One message as Switchboard sees it; ``chat_id`` is the marked peer id.
+
+    ``media`` names what the message carries besides text (``photo``, ``video``,
+    ``document``, ``poll``, ... see :func:`actors.convert.media_kind`; ``""`` for none);
+    ``views`` and ``forwards`` are Telegram's counters (0 where it keeps none).
+    """
 
     id: int
     chat_id: int
@@ -58,6 +63,8 @@ class ChatMessage(Message):
     edit_date: int = 0
     views: int = 0
     buttons: list[list[Button]] = []
+    media: str = ""
+    forwards: int = 0
 
 
 class Dialog(Message):
@@ -132,6 +139,21 @@ class SendMessage(Request[Sent]):
     peer: PeerRef
     text: str
     reply_to: int = 0
+    buttons: list[list[Button]] = []
+
+
+class EditMessage(Request[Sent]):
+    """Replace the text (and inline keyboard) of one of the account's own messages, as a
+    bot edits its menu; answered :class:`Sent` with the message as it now is.
+
+    Editing to the text it already has is no error: the current message is the answer.
+    ``NotFound`` for a message that is not there, ``Unauthorized`` for one the account
+    may not edit (``MESSAGE_AUTHOR_REQUIRED``, ``CHAT_ADMIN_REQUIRED``).
+    """
+
+    peer: PeerRef
+    message_id: int
+    text: str
     buttons: list[list[Button]] = []
 
 
@@ -260,6 +282,7 @@ MESSAGES: tuple[type[Message], ...] = (
     History,
     SendMessage,
     Sent,
+    EditMessage,
     AnswerCallback,
     Answered,
     GetDialogs,

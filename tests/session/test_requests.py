@@ -395,6 +395,74 @@ def test_send_message_rejects_invalid_input(world: World) -> None:
     assert "no key" not in [m.text for m in control.inbox(world.carol.id, world.user.id)]
 
 
+# -- EditMessage --------------------------------------------------------------------------
+
+
+def test_bot_edits_its_message_and_an_unchanged_edit_is_no_error(world: World) -> None:
+    control = world.sandbox.control
+    carol = world.carol.username or ""
+    menu = [[s.Button(text="One", data=b"1")]]
+    sent = world.request(BOT, s.SendMessage(peer=carol, text="Menu", buttons=menu), key=key())
+    assert isinstance(sent, s.Sent)
+    msg_id = sent.message.id
+
+    second = [[s.Button(text="Two", data=b"2"), s.Button(text="Docs", url="https://x.org")]]
+    edit = s.EditMessage(peer=carol, message_id=msg_id, text="Menu, page 2", buttons=second)
+    edited = world.request(BOT, edit)
+    assert isinstance(edited, s.Sent)
+    assert edited.message.id == msg_id and edited.message.text == "Menu, page 2"
+    assert edited.message.buttons == second and edited.message.edit_date > 0
+    seen = control.inbox(world.carol.id, world.bot.id)[-1]
+    assert seen.text == "Menu, page 2" and [b.text for b in seen.buttons[0]] == ["Two", "Docs"]
+
+    # The same edit again: Telegram answers MESSAGE_NOT_MODIFIED, the caller the message.
+    calls = control.calls("messages.editMessage")["messages.editMessage"]
+    again = world.request(BOT, edit)
+    assert control.calls("messages.editMessage")["messages.editMessage"] == calls + 1
+    assert isinstance(again, s.Sent) and again.message == edited.message
+
+
+def test_edit_message_errors_are_typed(world: World) -> None:
+    control = world.sandbox.control
+    carol = world.carol.username or ""
+    calls = control.calls("messages.editMessage")
+    for text in ("", "  "):
+        error = refused(
+            world.client, BOT, s.EditMessage(peer=carol, message_id=1, text=text), errors.BadRequest
+        )
+        assert error.message.startswith("MESSAGE_EMPTY")
+    error = refused(
+        world.client,
+        BOT,
+        s.EditMessage(peer=carol, message_id=1, text="x" * 4097),
+        errors.BadRequest,
+    )
+    assert error.message.startswith("MESSAGE_TOO_LONG")
+    refused(world.client, BOT, s.EditMessage(peer=carol, message_id=0, text="x"), errors.BadRequest)
+    assert control.calls("messages.editMessage") == calls
+
+    refused(
+        world.client, BOT, s.EditMessage(peer=carol, message_id=10**6, text="x"), errors.NotFound
+    )
+    refused(
+        world.client,
+        BOT,
+        s.EditMessage(peer="no_such_person_x", message_id=1, text="x"),
+        errors.NotFound,
+    )
+    # Carol's message in the user's chat is not the user's to edit.
+    theirs = control.send_message(world.carol.id, world.user.id, "mine, not yours")
+    box = world.request(USER, s.FetchHistory(peer=world.carol.id, limit=1))
+    assert isinstance(box, s.History) and box.messages[0].text == theirs.text
+    error = refused(
+        world.client,
+        USER,
+        s.EditMessage(peer=world.carol.id, message_id=box.messages[0].id, text="changed"),
+        errors.Unauthorized,
+    )
+    assert error.message.startswith("MESSAGE_AUTHOR_REQUIRED")
+
+
 def test_inline_button_press_reaches_the_bot_and_is_answered(world: World) -> None:
     control = world.sandbox.control
     bot_ref = world.bot.username
