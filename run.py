@@ -9,11 +9,20 @@
     python run.py export-session ACCOUNT # print the account's StringSession
     python run.py import-session ACCOUNT < string.txt
 
-Exit codes: 0 success, 1 a request failed, 2 bad configuration or arguments,
-3 an address is owned by another node (or its session file is locked).
+Exit codes: 0 success, 1 a request failed or no broker answered, 2 bad configuration or
+arguments (an endpoint that cannot be bound included), 3 something is held by another
+process (an address owned by another node, a locked session file or sandbox data
+directory, an endpoint in use), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
+
+import signal
+
+# Ctrl-C while the imports below run (a second or more on a busy machine) ends the process
+# quietly instead of with a traceback from deep inside some library; main() restores it.
+if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 import argparse
 import contextlib
@@ -47,7 +56,13 @@ from protocols.session import (
 )
 from runtime import curve
 from runtime.client import Client
-from runtime.errors import AddressTakenError, RequestError, UsageError
+from runtime.errors import (
+    AddressTakenError,
+    BrokerUnreachableError,
+    EndpointError,
+    RequestError,
+    UsageError,
+)
 from runtime.launcher import (
     client_for,
     parse_actor_specs,
@@ -67,6 +82,8 @@ _QR_ATTEMPTS = 3
 
 
 def main(argv: list[str] | None = None) -> int:
+    if signal.getsignal(signal.SIGINT) is signal.SIG_DFL:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     args = _parser().parse_args(_with_default_command(sys.argv[1:] if argv is None else argv))
     try:
         settings = load_settings(args.config)
@@ -86,14 +103,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](settings, args)
     except (AddressTakenError, SessionLockedError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except RequestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(exc, 3)
+    except EndpointError as exc:
+        return _fail(exc, 3 if exc.in_use else 2)
+    except (RequestError, BrokerUnreachableError) as exc:
+        return _fail(exc, 1)
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc, 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+def _fail(error: object, code: int) -> int:
+    """Say what went wrong in one line on stderr; return the exit code."""
+    print(f"error: {error}", file=sys.stderr)
+    return code
 
 
 def _with_default_command(argv: list[str]) -> list[str]:

@@ -143,6 +143,8 @@ class Broker:
         except BaseException as exc:
             self._bind_error = exc
             self._bound.set()
+            if threading.current_thread() is self._thread:
+                return  # start() raises it in its caller's thread
             raise
         self._bound.set()
         log.info("broker serving", endpoints=self.options.endpoints, pid=os.getpid())

@@ -74,3 +74,34 @@ def check_reply(target: str, request: Message, reply: Message) -> Message:
     if expected and not isinstance(reply, expected):
         raise UnexpectedReply(target, request, reply)
     return reply
+
+
+class EndpointError(Exception):
+    """A configured endpoint could not be bound.
+
+    ``endpoint`` is the endpoint, ``setting`` the dotted setting that moves it, ``reason``
+    the system's word for the failure and ``in_use`` True when another process holds it.
+    """
+
+    def __init__(self, endpoint: str, setting: str, reason: str, *, in_use: bool) -> None:
+        env = "SWITCHBOARD__" + setting.upper().replace(".", "__")
+        if in_use:
+            advice = f"another process listens there; stop it or move this one with {setting}"
+        else:
+            advice = f"use an address of this host in {setting}"
+        super().__init__(f"cannot bind {endpoint}: {reason} ({advice}, or {env})")
+        self.endpoint = endpoint
+        self.setting = setting
+        self.in_use = in_use
+
+
+class BrokerUnreachableError(Exception):
+    """No broker answered a node at ``endpoint`` within ``timeout`` seconds."""
+
+    def __init__(self, endpoint: str, timeout: float) -> None:
+        super().__init__(
+            f"no broker answered at {endpoint} within {timeout:g}s: start it first "
+            "(run.py --role broker) or point runtime.broker_endpoint at the running one"
+        )
+        self.endpoint = endpoint
+        self.timeout = timeout

@@ -7,12 +7,14 @@ start the same parts the same way.
 from __future__ import annotations
 
 import contextlib
+import errno
 import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 
 import structlog
+import zmq
 
 from config import Secret, Settings
 from protocols.broker import GetStatus, Status
@@ -20,7 +22,7 @@ from runtime import curve
 from runtime.actor import ActorFactory
 from runtime.broker import BROKER_ADDRESS, Broker, BrokerOptions
 from runtime.client import Client
-from runtime.errors import RequestError, UsageError
+from runtime.errors import BrokerUnreachableError, EndpointError, RequestError, UsageError
 from runtime.node import Node, NodeOptions
 from runtime.supervisor import RestartPolicy
 
@@ -166,11 +168,34 @@ def wait_for_signal() -> None:
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
+# The settings that move each endpoint the broker binds, in the order it binds them.
+_ENDPOINT_SETTINGS = ("broker_endpoint", "events_in_endpoint", "events_out_endpoint")
+
+
 def start_broker(settings: Settings, *, local: bool = False) -> Broker:
-    """A started broker (raises zmq.ZMQError if an endpoint is taken)."""
+    """A started broker.
+
+    Raises :class:`runtime.errors.EndpointError` naming the endpoint and its setting when
+    one cannot be bound (``in_use`` when another process holds it).
+    """
     broker = Broker(broker_options(settings, local=local))
-    broker.start()
+    try:
+        broker.start()
+    except zmq.ZMQError as exc:
+        raise _endpoint_error(settings, exc) from None
     return broker
+
+
+def _endpoint_error(settings: Settings, exc: zmq.ZMQError) -> EndpointError:
+    """The EndpointError for a failed bind; pyzmq's message ends with the endpoint's repr."""
+    message = str(exc)
+    field = next(
+        (f for f in _ENDPOINT_SETTINGS if f"addr={getattr(settings.runtime, f)!r}" in message),
+        _ENDPOINT_SETTINGS[0],
+    )
+    endpoint = getattr(settings.runtime, field)
+    reason = message.split(" (addr=")[0]
+    return EndpointError(endpoint, f"runtime.{field}", reason, in_use=exc.errno == errno.EADDRINUSE)
 
 
 def start_node(
@@ -184,13 +209,19 @@ def start_node(
     """A started node hosting ``actors``.
 
     Raises :class:`runtime.errors.AddressTakenError` naming the owner when an address is
-    owned elsewhere (unless ``standby``), TimeoutError when no broker answers.
+    owned elsewhere (unless ``standby``), BrokerUnreachableError when no broker answers.
     """
-    node = Node(node_options(settings, local=local, standby=standby), node_id=node_id)
+    options = node_options(settings, local=local, standby=standby)
+    node = Node(options, node_id=node_id)
     for address, factory in actors.items():
         node.add(address, factory)
+    # The broker decides a claim at once; waiting as long as a request may covers a busy one.
+    timeout = settings.runtime.request_timeout_s
     try:
-        node.start()
+        node.start(timeout=timeout)
+    except TimeoutError:
+        node.stop()
+        raise BrokerUnreachableError(options.broker, timeout) from None
     except BaseException:
         node.stop()
         raise

@@ -15,6 +15,7 @@ import sys
 
 import structlog
 
+from runtime.locks import SessionLockedError
 from sandbox import Sandbox
 
 
@@ -49,11 +50,22 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    """Entry point: run until SIGINT / SIGTERM, then stop cleanly."""
+    """Entry point: run until SIGINT / SIGTERM, then stop cleanly.
+
+    Exits 3 when another sandbox runs on the data directory (naming its pid) and 2 when a
+    port cannot be bound, with one line on stderr.
+    """
     # Logs go to stderr, so stdout carries only the lines above (scripts read the JSON).
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(_parse_args()))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_main(_parse_args()))
+    except SessionLockedError as exc:
+        print(f"error: another sandbox runs on this data directory: {exc}", file=sys.stderr)
+        sys.exit(3)
+    except OSError as exc:
+        print(f"error: {exc} (choose others with --host, --port, --control-port)", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
