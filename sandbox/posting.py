@@ -85,6 +85,12 @@ def post_batch(
     return list(tally.ranges.values())
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    # A stream is a background task: nobody awaits it to see why it ended.
+    if not task.cancelled() and task.exception() is not None:
+        log.error("sandbox_stream_failed", exc_info=task.exception())
+
+
 class Streams:
     """Background posting streams on the world's event loop."""
 
@@ -114,24 +120,12 @@ class Streams:
             raise ValueError("per_second must be > 0")
         stream_id = next(self._ids)
         tally = self._tallies[stream_id] = _Tally(channels)
-        self._tasks[stream_id] = asyncio.get_running_loop().create_task(
-            self._run(list(channels), per_second, text, count, duration, tally)
+        task = asyncio.get_running_loop().create_task(
+            self._post_until_done(list(channels), per_second, text, count, duration, tally)
         )
+        task.add_done_callback(_log_failure)
+        self._tasks[stream_id] = task
         return stream_id
-
-    async def _run(
-        self,
-        channels: list[ChannelRec],
-        per_second: float,
-        text: str,
-        count: int | None,
-        duration: float | None,
-        tally: _Tally,
-    ) -> None:
-        try:
-            await self._post_until_done(channels, per_second, text, count, duration, tally)
-        except Exception:  # a stream is a background task: say why it ended, once
-            log.exception("sandbox_stream_failed")
 
     async def _post_until_done(
         self,

@@ -14,6 +14,25 @@ from tests.sandbox.conftest import Clients, wait_for
 from tests.sandbox.test_updates import calls, collect, drain
 
 
+async def join(client, *usernames: str) -> None:
+    """Join public channels with channels.joinChannel, as a person would."""
+    for name in usernames:
+        await client(functions.channels.JoinChannelRequest(await client.get_entity(name)))
+
+
+async def member_of_new_channels(clients: Clients, prefix: str, count: int):
+    """A logged-in user, the queue of its NewMessage events, and ``count`` new public
+    channels @<prefix>0.. it is a member of."""
+    control = clients.sandbox.control
+    client, account = await clients.user()
+    channels = [
+        control.create_channel(f"{prefix} {i}", username=f"{prefix}{i}") for i in range(count)
+    ]
+    for channel in channels:
+        control.add_member(channel.id, account.id)
+    return client, collect(client), channels
+
+
 async def test_joining_past_the_channel_cap_is_channels_too_much(clients: Clients) -> None:
     control = clients.sandbox.control
     assert control.set_limits().channels_per_user == 500  # Telegram's default
@@ -22,12 +41,11 @@ async def test_joining_past_the_channel_cap_is_channels_too_much(clients: Client
     for i in range(4):
         control.create_channel(f"Open {i}", username=f"open{i}")
     hidden = control.create_channel("Hidden")
-    for i in range(3):
-        await client(functions.channels.JoinChannelRequest(await client.get_entity(f"open{i}")))
+    await join(client, "open0", "open1", "open2")
     # Joining a channel one is already in changes nothing and is allowed at the cap.
-    await client(functions.channels.JoinChannelRequest(await client.get_entity("open0")))
+    await join(client, "open0")
     with pytest.raises(errors.ChannelsTooMuchError):
-        await client(functions.channels.JoinChannelRequest(await client.get_entity("open3")))
+        await join(client, "open3")
     invite_hash = hidden.invite_link.rsplit("+", 1)[1]
     with pytest.raises(errors.ChannelsTooMuchError):
         await client(functions.messages.ImportChatInviteRequest(invite_hash))
@@ -45,8 +63,7 @@ async def test_withheld_channel_is_stored_but_never_pushed(clients: Clients) -> 
     client, _ = await clients.user()
     quiet = control.create_channel("Quiet", username="quiet")
     loud = control.create_channel("Loud", username="loud")
-    for name in ("quiet", "loud"):
-        await client(functions.channels.JoinChannelRequest(await client.get_entity(name)))
+    await join(client, "quiet", "loud")
     queue = collect(client)
     control.post(quiet.id, "before")  # the client now knows the channel's pts
     assert await drain(queue, 1) == ["before"]
@@ -84,8 +101,7 @@ async def test_withheld_edits_and_deletions_are_not_pushed(clients: Clients) -> 
     client, _ = await clients.user()
     channel = control.create_channel("Quiet", username="quiet_edits")
     barrier = control.create_channel("Barrier", username="barrier")
-    for name in ("quiet_edits", "barrier"):
-        await client(functions.channels.JoinChannelRequest(await client.get_entity(name)))
+    await join(client, "quiet_edits", "barrier")
     edits = collect(client, events.MessageEdited())
     deletions = collect(client, events.MessageDeleted())
     posts = collect(client)
@@ -111,7 +127,7 @@ async def test_channel_difference_too_long_gives_no_events_for_the_gap(
     control = clients.sandbox.control
     client, _ = await clients.user()
     channel = control.create_channel("Busy", username="busy")
-    await client(functions.channels.JoinChannelRequest(await client.get_entity("busy")))
+    await join(client, "busy")
     queue = collect(client)
     control.set_limits(channel_difference_too_long=20)
     control.post(channel.id, "seen")
@@ -142,11 +158,7 @@ async def test_channel_difference_too_long_gives_no_events_for_the_gap(
 
 async def test_post_many_in_many_channels_reaches_a_member_in_order(clients: Clients) -> None:
     control = clients.sandbox.control
-    client, account = await clients.user()
-    channels = [control.create_channel(f"Fast {i}", username=f"fast{i}") for i in range(5)]
-    for channel in channels:
-        control.add_member(channel.id, account.id)
-    queue = collect(client)
+    _client, queue, channels = await member_of_new_channels(clients, "fast", 5)
     ranges = control.post_many([c.id for c in channels], count=200, text="{channel}:{n}")
     assert [(r.channel_id, r.first_id, r.last_id, r.count) for r in ranges] == [
         (c.id, 1, 200, 200) for c in channels
@@ -175,11 +187,7 @@ async def test_post_many_refuses_bad_arguments(clients: Clients) -> None:
 
 async def test_a_posting_stream_runs_in_the_background_until_stopped(clients: Clients) -> None:
     control = clients.sandbox.control
-    client, account = await clients.user()
-    channels = [control.create_channel(f"Stream {i}", username=f"stream{i}") for i in range(2)]
-    for channel in channels:
-        control.add_member(channel.id, account.id)
-    queue = collect(client)
+    _client, queue, _channels = await member_of_new_channels(clients, "stream", 2)
     stream = control.start_posting(["stream0", "stream1"], per_second=200, text="s{n}")
     await wait_for(lambda: control.posting_status(stream).posted >= 20, "20 posts")
     status = await control.stop_posting(stream)
