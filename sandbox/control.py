@@ -219,6 +219,7 @@ class Control:
         "channel",
         "online",
         "calls",
+        "call_times",
         "flood",
         "drop",
         "delay",
@@ -500,6 +501,17 @@ class Control:
         if name is None:
             return dict(self.world.calls)
         return {name: self.world.calls.get(name, 0)}
+
+    def call_times(self, account: int | str, method: str) -> list[float]:
+        """The unix times at which ``account`` called ``method`` (e.g.
+        "contacts.resolveUsername"), oldest first, the last 10,000: every call that reached
+        the world, refused ones (flood waits, errors) included. Tests prove a client's
+        rate with it."""
+        user = self._user(account)
+        name = normalize_method(method)
+        if name is None:
+            raise ValueError("call_times needs a method")
+        return list(self.world.call_times.get((user.id, name), ()))
 
     # -------------------------------------------------------------- faults
 

@@ -20,7 +20,7 @@ import os
 import secrets
 import time
 from bisect import bisect_right
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +51,8 @@ SAVE_DELAY = 0.2
 POST_VIEW_CACHE = 4096
 #: How many sendMessage results are remembered for random_id deduplication.
 SENT_MEMORY = 10_000
+#: How many call times are kept per account and method (for Control.call_times).
+CALL_TIMES_KEPT = 10_000
 
 
 def now() -> int:
@@ -325,6 +327,8 @@ class World:
         self.callback_owners: dict[int, int] = {}
         # method name -> how many times it was invoked
         self.calls: dict[str, int] = {}
+        # (account id, method name) -> unix times of its calls (refused ones too)
+        self.call_times: dict[tuple[int, str], deque[float]] = {}
         self.bot_limiter = BotLimiter()
         self._dispatch: dict[type, Method] = dispatch_table()
         self._save_handle: asyncio.TimerHandle | None = None
@@ -424,6 +428,11 @@ class World:
         if key is None:
             raise RpcError(401, "AUTH_KEY_UNREGISTERED")
         user = self.state.users.get(key.user_id) if key.user_id is not None else None
+        if user is not None:
+            times = self.call_times.get((user.id, name))
+            if times is None:
+                times = self.call_times[(user.id, name)] = deque(maxlen=CALL_TIMES_KEPT)
+            times.append(time.time())
         await self.faults.before(name, user.id if user else None)
         method = self._dispatch.get(type(query))
         if method is None:

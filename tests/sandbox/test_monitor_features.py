@@ -202,3 +202,23 @@ async def test_a_posting_stream_runs_in_the_background_until_stopped(clients: Cl
     assert control.posting_status(counted).posted == 7
     with pytest.raises(ValueError):
         control.posting_status(999)
+
+
+async def test_call_times_per_account_show_a_clients_rate(clients: Clients) -> None:
+    control = clients.sandbox.control
+    client, account = await clients.user()
+    _other, other = await clients.user()
+    for i in range(3):
+        control.create_channel(f"Named {i}", username=f"named{i}")
+    resolve = "contacts.resolveUsername"
+    client.flood_sleep_threshold = 0
+    control.flood(resolve, seconds=1, user_id=account.id)  # Telethon forgets waits <= 3 s
+    with pytest.raises(errors.FloodWaitError):
+        await client(functions.contacts.ResolveUsernameRequest("named0"))
+    for i in range(3):
+        await client(functions.contacts.ResolveUsernameRequest(f"named{i}"))
+    times = control.call_times(account.id, resolve)
+    assert len(times) == 4 and times == sorted(times)  # the refused call counts too
+    assert control.call_times(other.id, resolve) == []
+    with pytest.raises(ValueError):
+        control.call_times(account.id, "")
