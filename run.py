@@ -35,7 +35,7 @@ import msgspec
 import structlog
 from telethon.sessions import StringSession
 
-from actors import actor_kinds, session_actors
+from actors import actor_kinds, monitor_actors, session_actors
 from actors.qr import to_terminal
 from actors.session import open_session_file, session_address, session_path
 from config import ConfigError, Settings, load_settings
@@ -193,6 +193,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         if args.role != "broker":
             names = sorted(settings.accounts) if args.accounts is None else _split(args.accounts)
             actors |= session_actors(settings, names)
+        if args.role == "all":
+            actors = monitor_actors(settings) | actors
         if args.role in ("all", "broker"):
             broker = start_broker(settings, local=args.role == "all")
         if args.role in ("all", "node"):

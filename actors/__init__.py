@@ -11,17 +11,33 @@ import functools
 from collections.abc import Iterable
 
 from actors.echo import EchoActor
+from actors.parser import PARSER_ADDRESS, ParserActor
 from actors.session import SessionActor, session_address
 from config import Settings
 from runtime.actor import ActorFactory
 from runtime.errors import UsageError
 
-__all__ = ["actor_kinds", "session_actors"]
+__all__ = ["actor_kinds", "monitor_actors", "session_actors"]
 
 
 def actor_kinds(settings: Settings) -> dict[str, ActorFactory]:
     """The actor kinds a node can host by name (``run.py --actors KIND[=ADDRESS]``)."""
-    return {"echo": EchoActor}
+    return {
+        "echo": EchoActor,
+        "parser": functools.partial(ParserActor, settings=settings.parser),
+    }
+
+
+def monitor_actors(settings: Settings) -> dict[str, ActorFactory]:
+    """The channel monitor's actors (``parser:main``, and the store it writes to) when
+    reader accounts are configured (``parser.readers``); else none."""
+    if not settings.parser.readers:
+        return {}
+    kinds = actor_kinds(settings)
+    hosted = {PARSER_ADDRESS: kinds["parser"]}
+    if "store" in kinds:
+        hosted["store:main"] = kinds["store"]
+    return hosted
 
 
 def session_actors(settings: Settings, accounts: Iterable[str]) -> dict[str, ActorFactory]:

@@ -22,6 +22,7 @@ __all__ = [
     "AccountSettings",
     "ApiSettings",
     "LogSettings",
+    "ParserSettings",
     "RateLimitSettings",
     "RuntimeSettings",
     "ServerSettings",
@@ -151,6 +152,44 @@ class ApiSettings(_Section):
     token: Secret | None = None
 
 
+class ParserSettings(_Section):
+    """The channel monitor (``parser:main``): its reader accounts and their rations.
+
+    Telegram rations user accounts hard (see the README's monitor section): resolving
+    usernames at more than about 20 a minute or 200 a day, or joining in bursts, earns
+    FloodWaits of hours. The parser keeps each reader inside these budgets itself and
+    answers ``FloodWait(retry_after)`` when a request would break them.
+    """
+
+    # Accounts (configured user accounts) that read channels; the parser runs when set.
+    readers: list[AccountName] = msgspec.field(default_factory=list)
+    # Posts stored at once when a channel is added (at least the newest one is stored:
+    # catch-up and the reconciler start from the newest stored message id).
+    backfill: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 50
+    # Channels per reader: Telegram's cap is 500 (CHANNELS_TOO_MUCH past it).
+    channel_limit: PositiveInt = 500
+    resolves_per_min: PositiveInt = 20
+    resolves_per_day: PositiveInt = 200
+    joins_per_hour: PositiveInt = 20
+    joins_per_day: PositiveInt = 100
+    # RemoveChannel also leaves the channel on Telegram.
+    leave_on_remove: bool = False
+    # The reconciler checks each channel within these bounds: channels whose posts arrive
+    # live drift towards the longest period, channels that missed posts to the shortest.
+    reconcile_min_s: PositiveFloat = 60.0
+    reconcile_s: PositiveFloat = 600.0
+    reconcile_max_s: PositiveFloat = 3600.0
+    # History calls a reader may make a minute for checks and catch-up (a token bucket).
+    calls_per_min: PositiveInt = 60
+    # A reader flood-waited longer than this for reading or joining, or revoked, hands
+    # its channels to another reader.
+    move_after_flood_s: PositiveFloat = 300.0
+    # The most posts one catch-up of a channel fetches (a longer gap is fetched in parts).
+    catch_up_limit: PositiveInt = 5000
+    # Deadline of each request to a session or the store.
+    call_timeout_s: PositiveFloat = 30.0
+
+
 class Settings(_Section):
     """All settings; build it with `config.load_settings`."""
 
@@ -162,6 +201,7 @@ class Settings(_Section):
     session: SessionSettings = msgspec.field(default_factory=SessionSettings)
     accounts: dict[AccountName, AccountSettings] = msgspec.field(default_factory=dict)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+    parser: ParserSettings = msgspec.field(default_factory=ParserSettings)
 
     def account(self, name: str) -> AccountSettings:
         """Return account ``name`` with ``api_id``/``api_hash`` filled from ``telegram``.
@@ -210,6 +250,24 @@ def iter_problems(settings: Settings) -> Iterator[tuple[str, str]]:
             yield f"runtime.{field}", f"expected a {_Z85_KEY_LENGTH}-character Z85 key"
     for name in settings.accounts:
         yield from _account_problems(name, settings.account(name))
+    yield from _parser_problems(settings)
+
+
+def _parser_problems(settings: Settings) -> Iterator[tuple[str, str]]:
+    parser = settings.parser
+    for name in parser.readers:
+        acc = settings.accounts.get(name)
+        if acc is None:
+            yield "parser.readers", f"reader {name!r} is not a configured account"
+        elif acc.kind != "user":
+            yield "parser.readers", f"reader {name!r} is a bot; only user accounts read channels"
+    if len(set(parser.readers)) != len(parser.readers):
+        yield "parser.readers", "a reader is listed twice"
+    if not parser.reconcile_min_s <= parser.reconcile_s <= parser.reconcile_max_s:
+        yield (
+            "parser.reconcile_s",
+            "must lie between parser.reconcile_min_s and parser.reconcile_max_s",
+        )
 
 
 def _account_problems(name: str, acc: AccountSettings) -> Iterator[tuple[str, str]]:
