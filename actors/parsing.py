@@ -27,6 +27,7 @@ _MAX_REF = 256
 # Marked ids of channels are -100 followed by the channel's own id (Bot API convention).
 _CHANNEL_MARK = 1_000_000_000_000
 _MAX_CHANNEL_ID = 2**40
+_NO_MEDIA_KIND = "other"
 
 
 class RefError(ValueError):
@@ -137,16 +138,20 @@ def post_data(message: ChatMessage) -> PostData:
     """The post the store keeps of a channel message.
 
     Guarantees a value the store accepts: text cut to ``MAX_TEXT`` characters, counters
-    never negative. Raises ValueError for a message without a positive id or date.
+    never negative, and a media kind (``"other"``) for a message with neither text nor
+    one (a service message, or media the session does not name), so every message id is
+    kept and catch-up never asks for it again. Raises ValueError for a message without a
+    positive id or date.
     """
     if message.id <= 0 or message.date <= 0:
         raise ValueError(f"message {message.id} of {message.chat_id} has no id or date")
+    text = message.text[:MAX_TEXT]
     return PostData(
         message_id=message.id,
         date=message.date,
-        text=message.text[:MAX_TEXT],
+        text=text,
         edit_date=max(message.edit_date, 0),
-        media=message.media,
+        media=message.media.lower() or ("" if text else _NO_MEDIA_KIND),
         views=max(message.views, 0),
         forwards=max(message.forwards, 0),
     )

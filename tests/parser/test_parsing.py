@@ -95,6 +95,14 @@ def test_marked_channel_ids(raw: int, marked: int) -> None:
             ChatMessage(id=7, chat_id=-1001, date=100, text="x" * (MAX_TEXT + 10), views=-1),
             PostData(message_id=7, date=100, text="x" * MAX_TEXT),
         ),
+        (
+            ChatMessage(id=8, chat_id=-1001, date=100),
+            PostData(message_id=8, date=100, media="other"),
+        ),
+        (
+            ChatMessage(id=9, chat_id=-1001, date=100, media="Photo"),
+            PostData(message_id=9, date=100, media="photo"),
+        ),
     ],
 )
 def test_messages_become_posts(message: ChatMessage, post: PostData) -> None:
