@@ -1,18 +1,23 @@
 """Switchboard's one command.
 
-    python run.py                        # the whole system in one process
-    python run.py --role broker          # just the broker (multi-process deployment)
-    python run.py --role node --actors echo --node-id n1
+    python run.py                        # the whole system in one process (the demo
+                                         #   against the built-in sandbox if no account)
+    python run.py --role broker          # one role per process: the broker ...
+    python run.py --role node --node-id n1 --accounts alice --actors echo   # ... or a node
+    python run.py --role node --node-id n2 --accounts alice --standby
+                                         # a standby: takes alice over when n1 dies
     python run.py status                 # nodes, addresses, owners, epochs, failures
-    python run.py call ADDRESS '{"type": "Echo", "text": "hi"}'
+    python run.py call ADDRESS '{"type": "Echo", "text": "hi"}'   # or - (stdin), @FILE
     python run.py login ACCOUNT [--qr]   # phone code (and 2FA) or QR, at the terminal
     python run.py export-session ACCOUNT # print the account's StringSession
     python run.py import-session ACCOUNT < string.txt
+    python run.py curve-keys             # a key pair to paste into switchboard.toml
 
 Exit codes: 0 success, 1 a request failed or no broker answered, 2 bad configuration or
 arguments (an endpoint that cannot be bound included), 3 something is held by another
 process (an address owned by another node, a locked session file or sandbox data
-directory, an endpoint in use), 130 interrupted (Ctrl-C).
+directory, an endpoint in use), 130 interrupted (Ctrl-C), 141 stdout was closed early
+(``run.py status | head -1``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_
 import argparse
 import contextlib
 import getpass
+import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -39,8 +46,9 @@ from actors import actor_kinds, monitor_actors, session_actors
 from actors.qr import to_terminal
 from actors.session import open_session_file, session_address, session_path
 from config import ConfigError, Settings, load_settings
+from protocols.base import Request
 from protocols.broker import GetStatus, Status
-from protocols.codec import FrameError, body_from_json, body_to_json
+from protocols.codec import BODY_TYPES, FrameError, body_from_json, body_to_json
 from protocols.errors import Timeout
 from protocols.session import (
     ExportSession,
@@ -112,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(exc, 2)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more to say, and nobody to say it to.
+        # stdout is pointed at /dev/null so that flushing it at exit fails no more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _fail(error: object, code: int) -> int:
@@ -127,7 +140,11 @@ def _with_default_command(argv: list[str]) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="run.py", description="Switchboard runtime")
+    parser = argparse.ArgumentParser(
+        prog="run.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -156,12 +173,18 @@ def _parser() -> argparse.ArgumentParser:
 
     status = command("status", "show nodes, addresses, owners, epochs and failed actors")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
-    status.add_argument("--timeout", type=float, default=3.0)
+    status.add_argument("--timeout", type=_positive_seconds, default=3.0, help="seconds")
 
     call = command("call", "send one request and print the reply as JSON")
-    call.add_argument("address")
-    call.add_argument("message", help='the body as JSON, e.g. {"type": "Echo", "text": "hi"}')
-    call.add_argument("--timeout", type=float, default=10.0)
+    call.formatter_class = argparse.RawDescriptionHelpFormatter
+    call.epilog = _message_types_help()
+    call.add_argument("address", help="where to send it, e.g. session:alice, echo, broker")
+    call.add_argument(
+        "message",
+        help='the body as JSON, e.g. {"type": "Echo", "text": "hi"}; - reads it from stdin, '
+        "@FILE from a file",
+    )
+    call.add_argument("--timeout", type=_positive_seconds, default=10.0, help="seconds")
     call.add_argument("--idempotency-key", default="")
 
     login = command("login", "log an account in: phone code (and 2FA password), or --qr")
@@ -178,6 +201,34 @@ def _parser() -> argparse.ArgumentParser:
 
     command("curve-keys", "print a new CURVE key pair for encrypting links between hosts")
     return parser
+
+
+def _positive_seconds(text: str) -> float:
+    """argparse type: a number of seconds greater than zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def _message_types_help() -> str:
+    """The requests `call` can send, by conversation, with their fields."""
+    by_module: dict[str, list[str]] = {}
+    for cls in BODY_TYPES:
+        if issubclass(cls, Request):
+            fields = ", ".join(f.name for f in msgspec.structs.fields(cls))
+            entry = f"{cls.__name__}({fields})" if fields else cls.__name__
+            by_module.setdefault(cls.__module__.rpartition(".")[2], []).append(entry)
+    lines = ["message types (the fields each takes; see protocols/<conversation>.py):"]
+    for module, entries in by_module.items():
+        first = f"  {module}: "
+        lines.append(
+            textwrap.fill(", ".join(entries), 92, initial_indent=first, subsequent_indent="    ")
+        )
+    return "\n".join(lines)
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -273,11 +324,19 @@ def format_status(status: Status) -> str:
 
 
 def _call(settings: Settings, args: argparse.Namespace) -> int:
+    """Send one request; its body is JSON given inline, on stdin (``-``) or in ``@FILE``."""
+    text: str = args.message
+    if text == "-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            return _fail(f"cannot read {text[1:]}: {exc.strerror}", 2)
     try:
-        body = body_from_json(args.message)
+        body = body_from_json(text)
     except FrameError as exc:
-        print(f"error: {exc.reason}", file=sys.stderr)
-        return 2
+        return _fail(exc.reason, 2)
     with client_for(settings) as client:
         try:
             reply = client.request(

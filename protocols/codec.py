@@ -145,10 +145,12 @@ def _explain(raw: msgspec.Raw | bytes, exc: msgspec.ValidationError) -> str:
 def body_from_json(text: str | bytes) -> Message:
     """A typed body from JSON such as ``{"type": "Echo", "text": "hi"}`` (command line).
 
-    Raises :class:`FrameError` saying what is wrong.
+    Stricter than the wire: a field the type does not have is refused, not ignored, since
+    here it is a person's typo rather than a newer peer's addition. Raises
+    :class:`FrameError` saying what is wrong (naming unknown fields and the known ones).
     """
     try:
-        return _json_body_decoder.decode(text)
+        body = _json_body_decoder.decode(text)
     except msgspec.ValidationError as exc:
         try:
             name = msgspec.json.decode(text, type=_Tag).type
@@ -159,6 +161,15 @@ def body_from_json(text: str | bytes) -> Message:
         raise FrameError(f"invalid {name}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise FrameError(f"malformed JSON: {exc}") from None
+    known = {f.encode_name for f in msgspec.structs.fields(body)}
+    unknown = sorted(set(msgspec.json.decode(text, type=dict[str, Any])) - known - {"type"})
+    if unknown:
+        name = type(body).__name__
+        fields = ", ".join(sorted(known)) or "none"
+        listed = ", ".join(repr(f) for f in unknown)
+        noun = "field" if len(unknown) == 1 else "fields"
+        raise FrameError(f"{name} has no {noun} {listed} (its fields: {fields})")
+    return body
 
 
 def body_to_json(body: Message) -> bytes:

@@ -128,8 +128,10 @@ class System:
         wait_until(lambda: proc.has_logged("broker serving"), 15, "the broker to bind")
         return proc
 
-    def command(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-        """Run ``python run.py ARGS`` to completion (status, call)."""
+    def command(
+        self, *args: str, timeout: float = 30.0, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``python run.py ARGS`` to completion (status, call), ``input`` on its stdin."""
         return subprocess.run(
             [sys.executable, str(REPO / "run.py"), *args],
             cwd=self.tmp,
@@ -137,6 +139,8 @@ class System:
             capture_output=True,
             text=True,
             timeout=timeout,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
         )
 
     def python(self, code: str, *args: str) -> subprocess.Popen[str]:
