@@ -225,6 +225,7 @@ class Control:
         "delay",
         "stall",
         "withhold_updates",
+        "delay_updates",
         "flood_chat",
         "bot_sends",
         "clear_faults",
@@ -577,6 +578,19 @@ class Control:
         if on:
             self.faults.add("withhold", None, count=None, peer_id=rec.id)
         return on
+
+    def delay_updates(self, channel: int | str, seconds: float) -> float:
+        """Push the channel's live updates ``seconds`` late, in order (0 stops delaying);
+        returns ``seconds``. As Telegram does for big channels: a monitor sees each post
+        late, or first in history. ``clear_faults`` stops it too. ValueError if negative.
+        """
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        rec = self._channel(channel)
+        self.faults.release("delay_updates", rec.id)
+        if seconds > 0:
+            self.faults.add("delay_updates", None, seconds=seconds, count=None, peer_id=rec.id)
+        return seconds
 
     def flood_chat(self, bot: int | str, chat: int | str, seconds: int) -> int:
         """Force a flood wait on one bot for one chat: for the next ``seconds``, the bot's

@@ -6,12 +6,14 @@ with ``None``) and optionally one account, and lasts for a number of calls, for 
 window, or both (whichever ends first). :meth:`Faults.before` runs before a query's
 handler, :meth:`Faults.after` after it; the world calls both.
 
-Two kinds are about a peer rather than a call, and the world asks for them by peer:
+Some kinds are about a peer rather than a call, and the world asks for them by peer:
 
 * ``withhold`` (``peer_id`` = a channel): the channel's posts, edits and deletions are
   stored and readable (history, ``updates.getChannelDifference``) but never pushed live,
   and ``updates.getDifference`` does not point at the channel either
   (:meth:`Faults.withheld`) -- Telegram's behaviour for large channels, at its worst;
+* ``delay_updates`` (``peer_id`` = a channel): its live updates are pushed ``seconds``
+  late, in order (:meth:`Faults.update_delay`), as Telegram does for big channels;
 * ``chat_flood`` (``user_id`` = a bot, ``peer_id`` = a chat): the bot's
   ``messages.sendMessage`` to that chat answers ``FLOOD_WAIT_<seconds left>`` until the
   window ends (:meth:`Faults.chat_flood_left`).
@@ -34,7 +36,14 @@ from telethon.tl.tlobject import TLObject
 from sandbox.backend import DropConnection, RpcError
 
 FaultKind = Literal[
-    "flood", "drop_before", "drop_after", "delay", "stall", "withhold", "chat_flood"
+    "flood",
+    "drop_before",
+    "drop_after",
+    "delay",
+    "stall",
+    "withhold",
+    "delay_updates",
+    "chat_flood",
 ]
 _KINDS: frozenset[str] = frozenset(FaultKind.__args__)  # type: ignore[attr-defined]
 
@@ -159,6 +168,12 @@ class Faults:
     def withheld(self, channel_id: int) -> bool:
         """Whether live updates of this channel are withheld (a ``withhold`` fault is on)."""
         return bool(self._faults) and bool(self._peer_faults("withhold", channel_id))
+
+    def update_delay(self, channel_id: int) -> float:
+        """Seconds by which live updates of this channel are held back (0.0: none)."""
+        if not self._faults:
+            return 0.0
+        return max((f.seconds for f in self._peer_faults("delay_updates", channel_id)), default=0.0)
 
     def release(self, kind: FaultKind, peer_id: int) -> int:
         """Remove every fault of ``kind`` about ``peer_id``; returns how many there were."""

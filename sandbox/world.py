@@ -16,6 +16,7 @@ Everything runs on the event loop that runs the core; nothing here is thread-saf
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
 import time
@@ -791,12 +792,14 @@ class World:
     ) -> None:
         """Push ``update_for(member)`` to every connected member (except ``skip_key``).
 
-        Nothing is pushed while the channel's updates are withheld (a fault); members with
-        no live session are skipped without building their update, which keeps a busy
-        channel with offline members cheap.
+        Nothing is pushed while the channel's updates are withheld, and pushes are held
+        back while they are delayed (faults). Members with no live session are skipped
+        without building their update, which keeps a busy channel with offline members
+        cheap.
         """
         if self.faults.withheld(channel.id):
             return
+        delay = self.faults.update_delay(channel.id)
         for member_id in channel.members:
             if not any(
                 key_id != skip_key and self.live_session(key_id) is not None
@@ -804,7 +807,15 @@ class World:
             ):
                 continue
             updates = self.updates_for(member_id, [update_for(member_id)], date)
-            self.push_to_user(member_id, updates, skip_key=skip_key)
+            if delay > 0:
+                asyncio.get_running_loop().call_later(
+                    delay,
+                    functools.partial(self.push_to_user, skip_key=skip_key),
+                    member_id,
+                    updates,
+                )
+            else:
+                self.push_to_user(member_id, updates, skip_key=skip_key)
 
     def channel_count(self, user_id: int) -> int:
         """How many channels the account is a member of."""

@@ -222,3 +222,21 @@ async def test_call_times_per_account_show_a_clients_rate(clients: Clients) -> N
     assert control.call_times(other.id, resolve) == []
     with pytest.raises(ValueError):
         control.call_times(account.id, "")
+
+
+async def test_delayed_channel_updates_arrive_late_and_in_order(clients: Clients) -> None:
+    control = clients.sandbox.control
+    client, queue, (slow, fast) = await member_of_new_channels(clients, "lag", 2)
+    assert control.delay_updates(slow.id, 2.0) == 2.0
+    control.post(slow.id, "late 1")
+    control.post(slow.id, "late 2")
+    control.post(fast.id, "on time")
+    assert await drain(queue, 1) == ["on time"]
+    # Stored at once: history has the posts whose updates are still on their way.
+    assert [m.text for m in await client.get_messages("lag0", limit=2)] == ["late 2", "late 1"]
+    assert await drain(queue, 2) == ["late 1", "late 2"]
+    control.delay_updates(slow.id, 0)
+    control.post(slow.id, "prompt")
+    assert await drain(queue, 1) == ["prompt"]
+    with pytest.raises(ValueError):
+        control.delay_updates(slow.id, -1)
