@@ -3,18 +3,32 @@
 Stated in one page (Majordomo-style), every packet travelling over a DEALER socket to the
 broker's ROUTER:
 
-* node -> broker ``Ready(node_id, host, pid, addresses)``: hello; claims each address.
-* broker -> node ``Granted(address, epoch)`` or ``Refused(address, owner)`` per claim.
-* node -> broker ``Claim(address)`` / ``Release(address)`` later on.
-* both ways ``Heartbeat`` every ``heartbeat_interval_s``; the node's carries its actors'
-  state. A peer silent for ``heartbeat_liveness`` intervals is dead: the broker releases
-  a dead node's addresses; a node re-sends ``Ready`` to a broker it thinks dead.
+* node -> broker ``Ready(node_id, host, pid, addresses, held, seq)``: hello; claims each
+  address. ``held`` maps the addresses whose lease the node still holds to their epoch
+  (a re-claim after a broker restart: the broker grants it again at that epoch);
+  ``previous`` the epochs of addresses it held until its lease ran out (a claim that
+  waits goes to the node that held the address last).
+* broker -> node ``Granted(address, epoch, ack)`` or ``Refused(address, owner)`` per
+  claim. A fresh claim for an address whose previous holder may still hold a lease (after
+  a broker restart, or while the holder drains) gets no answer until that is decided.
+  ``Refused`` with ``address = "node:<node id>"`` refuses the whole node: another live
+  process runs with that node id (``owner`` names it).
+* node -> broker ``Claim(address, seq)`` / ``Release(address)`` later on.
+* node -> broker ``Heartbeat(seq, actors)`` every ``heartbeat_interval_s``; the broker
+  answers each at once with ``Heartbeat(ack=seq)``.
+* **Leases.** Every packet carrying ``ack`` renews the node's lease on all its addresses
+  until the time it *sent* packet ``seq`` plus ``interval * liveness``; a node whose
+  lease ran out stops its actors on its own. The broker counts a node's lease from the
+  time it *received* its last packet, plus a margin for clock rates and for the node's
+  actors to stop (:func:`lease_bounds`), and grants the node's addresses elsewhere only
+  after that.
 * broker -> node ``Revoked(address, epoch)``: that grant is gone (the node was presumed
   dead and the address moved on); the node must stop the actor.
-* node -> broker ``Disconnect``: orderly goodbye; its addresses are released at once.
-* A node may also send envelopes from extra sockets with identity ``<node id>~<n>`` (its
-  actor threads send replies directly); the broker treats them as the node itself, and
-  never sends to them.
+* node -> broker ``Disconnect``: orderly goodbye after its actors stopped; its addresses
+  are free at once.
+* A node's socket is named ``<node id>~<instance>`` (``instance`` is random per process
+  and never shown), its actor threads' sockets ``<node id>~<instance>~<n>`` (they send
+  replies directly); the broker treats those as the node itself, and never sends to them.
 * Everything else is an :class:`~protocols.envelope.Envelope`, routed by ``target``.
 
 ``GetStatus`` sent to the address ``broker`` is answered with ``Status``.
@@ -26,6 +40,23 @@ import msgspec
 
 from protocols.base import Message, Request
 from protocols.errors import Owner
+
+# The part of the lease kept free for clock rate differences between hosts.
+CLOCK_MARGIN = 0.1
+# A refusal of a whole node (its id is in use) names this address.
+NODE_PREFIX = "node:"
+
+
+def lease_bounds(interval_s: float, liveness: int) -> tuple[float, float]:
+    """(lease, expiry): how long a node's lease lasts, how long the broker waits.
+
+    A node's lease lasts ``lease`` from the sending of its last acknowledged packet; the
+    broker treats the lease as surely expired ``expiry`` after the last packet it
+    received from the node: the lease stretched by :data:`CLOCK_MARGIN`, plus one
+    interval for the node's actors to finish stopping.
+    """
+    lease = interval_s * liveness
+    return lease, lease * (1 + CLOCK_MARGIN) + interval_s
 
 
 class ActorInfo(msgspec.Struct, kw_only=True, frozen=True):
@@ -43,10 +74,15 @@ class Ready(msgspec.Struct, tag="ready", kw_only=True, frozen=True):
     host: str
     pid: int
     addresses: list[str] = []
+    held: dict[str, int] = {}
+    previous: dict[str, int] = {}
+    seq: int = 0
 
 
 class Claim(msgspec.Struct, tag="claim", kw_only=True, frozen=True):
     address: str
+    seq: int = 0
+    previous: int = 0
 
 
 class Release(msgspec.Struct, tag="release", kw_only=True, frozen=True):
@@ -56,6 +92,7 @@ class Release(msgspec.Struct, tag="release", kw_only=True, frozen=True):
 class Granted(msgspec.Struct, tag="granted", kw_only=True, frozen=True):
     address: str
     epoch: int
+    ack: int = 0
 
 
 class Refused(msgspec.Struct, tag="refused", kw_only=True, frozen=True):
@@ -71,6 +108,8 @@ class Revoked(msgspec.Struct, tag="revoked", kw_only=True, frozen=True):
 
 class Heartbeat(msgspec.Struct, tag="hb", kw_only=True, frozen=True, omit_defaults=True):
     actors: list[ActorInfo] = []
+    seq: int = 0
+    ack: int = 0
 
 
 class Disconnect(msgspec.Struct, tag="bye", kw_only=True, frozen=True):
@@ -103,6 +142,9 @@ class Status(Message):
     nodes: list[NodeInfo] = []
     addresses: list[AddressInfo] = []
     failed: list[str] = []
+    lease_s: float = 0.0
+    expiry_s: float = 0.0
+    dropped_sends: int = 0
 
 
 class GetStatus(Request[Status]):

@@ -2,13 +2,27 @@
 
 The protocol is stated in :mod:`protocols.broker`. Guarantees:
 
-* **Single owner.** An address is granted to at most one live node. A claim for an
-  address a live node owns is refused with the owner named (node id, host, pid, epoch).
-  Each grant carries an epoch greater than every earlier one; a packet sent for an
-  address by anyone but its current owner at its current epoch is dropped (fencing), and
-  the stale sender is told ``Revoked``.
-* **Bounded release.** A node silent for ``heartbeat_liveness`` heartbeat intervals is
-  dead: its addresses are free within ``interval * (liveness + 1)`` of its last packet.
+* **Single owner, by lease.** An address is granted to at most one node at a time, as
+  a lease the node renews with its heartbeats (:func:`protocols.broker.lease_bounds`).
+  A claim for an address a live node owns is refused with the owner named (node id,
+  host, pid, epoch). An address moves to another node only after its holder's lease has
+  surely expired (``expiry`` after the holder's last packet, clock margin included) or
+  the holder said goodbye after stopping its actors. Each new grant carries an epoch
+  greater than every earlier one; a packet sent for an address by anyone but its
+  current owner at its current epoch is dropped (fencing), and the sender told
+  ``Revoked``.
+* **Restarts keep owners.** A restarted broker grants a re-claim (an address with the
+  epoch its node still holds a lease for) at once, at that epoch; a fresh claim for an
+  address that a node may still hold from before the restart waits until that node
+  re-claims it (the claim is then refused) or its lease has surely expired. Which
+  addresses those are is the one piece of state kept on disk (``state_file``, written
+  atomically before a grant to another process is announced); without one, every fresh
+  claim waits ``expiry`` after the start.
+* **Node identity.** A node is its id plus a random per-process instance. A second live
+  process with the same node id is refused with the running one named; no peer can take
+  over a node's connection (no ``ROUTER_HANDOVER``).
+* **Sends never block.** Every send is non-blocking; one that fails is counted
+  (``Status.dropped_sends``), logged once per peer, and the peer treated as gone for it.
 * **No silent loss, no re-sends.** The ROUTER runs with ``ROUTER_MANDATORY``: a request
   that cannot be routed is answered ``NoSuchAddress`` (or ``Busy`` when the peer's queue
   is full). A frame that cannot be read is answered ``BadRequest``. The broker never
@@ -20,16 +34,19 @@ The protocol is stated in :mod:`protocols.broker`. Guarantees:
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 import zmq
 
 from protocols import errors
 from protocols.broker import (
+    NODE_PREFIX,
     ActorInfo,
     AddressInfo,
     Claim,
@@ -43,6 +60,7 @@ from protocols.broker import (
     Release,
     Revoked,
     Status,
+    lease_bounds,
 )
 from protocols.codec import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -74,6 +92,9 @@ class BrokerOptions:
     heartbeat_liveness: int = 3
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     curve_secret_key: str | None = None
+    # Where the broker keeps the addresses granted to nodes in other processes (the ones
+    # that may outlive it); None: after a start, every fresh claim waits out the leases.
+    state_file: str | None = None
 
 
 @dataclass
@@ -83,6 +104,8 @@ class _Node:
     host: str
     pid: int
     last_seen: float
+    # A node in the broker's own process dies with it: no lease of it outlives a restart.
+    local: bool = False
     addresses: dict[str, int] = field(default_factory=dict)
     draining: dict[str, int] = field(default_factory=dict)
     actors: dict[str, ActorInfo] = field(default_factory=dict)
@@ -101,7 +124,24 @@ class Broker:
         self.options = options
         self._zmq = context or zmq.Context.instance()
         self._nodes: dict[bytes, _Node] = {}
+        self._by_node_id: dict[str, _Node] = {}
         self._grants: dict[str, _Grant] = {}
+        self._lease_s, self._expiry_s = lease_bounds(
+            options.heartbeat_interval_s, options.heartbeat_liveness
+        )
+        # Claims that wait for an address to be free: (node identity, the epoch at which it
+        # held the address before, 0 if never), in arrival order.
+        self._waiting: dict[str, list[tuple[bytes, int]]] = {}
+        # The last epoch of each address whose holder this broker presumed dead.
+        self._expired: dict[str, int] = {}
+        # Addresses a node may still hold from before this broker started (None: any).
+        self._recovering: set[str] | None = _read_state(options.state_file)
+        self._recover_until = time.monotonic() + self._expiry_s
+        # Granted packets held back until the state file says what they grant.
+        self._held_back: list[tuple[bytes, Granted]] = []
+        self._state_dirty = False
+        self.dropped_sends = 0
+        self._unreachable: set[bytes] = set()
         # Nodes expired for silence: if one wakes up, what it sends is fenced, not refused.
         self._presumed_dead: OrderedDict[bytes, str] = OrderedDict()
         # Epochs start at the start time in ms so that they grow across broker restarts.
@@ -161,8 +201,8 @@ class Broker:
     def _bind(self) -> tuple[zmq.Socket, zmq.Socket, zmq.Socket]:
         router = self._zmq.socket(zmq.ROUTER)
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        # A node that reconnects (new socket, same identity) replaces its old connection.
-        router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # No ROUTER_HANDOVER: a second connection under a live peer's identity is ignored,
+        # so nobody can take over a node's connection. Nodes keep one socket for life.
         router.setsockopt(zmq.LINGER, 500)
         router.setsockopt(zmq.MAXMSGSIZE, 4 * self.options.max_frame_bytes)
         curve.serve(router, self.options.curve_secret_key)
@@ -192,13 +232,15 @@ class Broker:
         return router, control, proxy_control
 
     def _serve(self, router: zmq.Socket, control: zmq.Socket) -> None:
-        interval = self.options.heartbeat_interval_s
+        # Leases are checked four times an interval: an expired one is found late by at
+        # most a quarter interval (counted in the README's bounds).
+        tick = self.options.heartbeat_interval_s / 4
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
         poller.register(control, zmq.POLLIN)
-        next_beat = time.monotonic() + interval
+        next_tick = time.monotonic() + tick
         while True:
-            ready = dict(poller.poll(max(0.0, next_beat - time.monotonic()) * 1000))
+            ready = dict(poller.poll(max(0.0, next_tick - time.monotonic()) * 1000))
             if control in ready:
                 return
             if router in ready:
@@ -211,18 +253,18 @@ class Broker:
                         frames.append(router.recv())
                     self._on_frames(frames)
             now = time.monotonic()
-            if now >= next_beat:
-                next_beat = now + interval
+            if now >= next_tick:
+                next_tick = now + tick
                 self._expire(now)
-                for node in self._nodes.values():
-                    self._send(node.identity, Heartbeat())
+                self._end_recovery(now)
+            self._flush()
 
     # -- packets ----------------------------------------------------------------------
 
     def _on_frames(self, frames: list[bytes]) -> None:
         # A node's actor threads send their replies from sockets of their own, named
         # "<node identity>~<n>"; they speak for their node, and answers go to the node.
-        identity = frames[0].partition(SUBSOCKET_SEPARATOR)[0]
+        identity = node_key(frames[0])
         if len(frames) != 2:
             self._answer_raw(identity, "", f"expected 1 frame per packet, got {len(frames) - 1}")
             return
@@ -243,12 +285,13 @@ class Broker:
                 self._send(identity, Disconnect())
             else:
                 node.actors = {a.address: a for a in packet.actors}
+                self._send(identity, Heartbeat(ack=packet.seq))
         elif isinstance(packet, Ready):
             self._on_ready(identity, packet)
         elif node is None:
             self._send(identity, Disconnect())
         elif isinstance(packet, Claim):
-            self._claim(node, packet.address)
+            self._claim(node, packet.address, 0, packet.seq, packet.previous)
         elif isinstance(packet, Release):
             self._release(node, packet.address)
         elif isinstance(packet, Disconnect):
@@ -259,40 +302,137 @@ class Broker:
     def _on_ready(self, identity: bytes, ready: Ready) -> None:
         node = self._nodes.get(identity)
         if node is None:
+            running = self._by_node_id.get(ready.node_id)
+            if running is not None:
+                self._refuse_node(identity, ready, running)
+                return
             self._presumed_dead.pop(identity, None)
-            node = _Node(identity, ready.node_id, ready.host, ready.pid, time.monotonic())
+            local = ready.pid == os.getpid() and ready.host == socket.gethostname()
+            node = _Node(identity, ready.node_id, ready.host, ready.pid, time.monotonic(), local)
             self._nodes[identity] = node
+            self._by_node_id[node.node_id] = node
             log.info("node ready", node=node.node_id, host=node.host, pid=node.pid)
+        self._send(identity, Heartbeat(ack=ready.seq))
         for address in ready.addresses:
-            self._claim(node, address)
+            held, previous = ready.held.get(address, 0), ready.previous.get(address, 0)
+            self._claim(node, address, held, ready.seq, previous)
 
-    def _claim(self, node: _Node, address: str) -> None:
+    def _refuse_node(self, identity: bytes, ready: Ready, running: _Node) -> None:
+        """Another process says it is a live node's id: refuse it, naming the running one."""
+        seen = time.monotonic() - running.last_seen
+        log.warning(
+            "node id in use, newcomer refused",
+            node=ready.node_id,
+            running_pid=running.pid,
+            running_host=running.host,
+            newcomer_pid=ready.pid,
+            newcomer_host=ready.host,
+        )
+        reason = (
+            f"node id {ready.node_id} is in use by a live process (host {running.host}, "
+            f"pid {running.pid}, last heard {seen:.1f}s ago); a dead one's lease expires "
+            f"{self._expiry_s:.1f}s after it was last heard"
+        )
+        owner = Owner(node_id=running.node_id, host=running.host, pid=running.pid, epoch=0)
+        address = f"{NODE_PREFIX}{ready.node_id}"
+        self._send(identity, Refused(address=address, owner=owner, reason=reason))
+
+    def _claim(
+        self, node: _Node, address: str, held_epoch: int, seq: int, previous: int = 0
+    ) -> None:
+        """Grant, refuse, or (while a previous holder may hold a lease) defer a claim.
+
+        ``held_epoch`` is set for a re-claim: the node still holds a lease on the address
+        at that epoch (granted before this broker started, or before a reconnect).
+        A refused claim also waits: the address goes to a waiting node the moment its
+        holder is gone, preferring the node that held it last (``previous``).
+        """
         grant = self._grants.get(address)
-        if grant is not None and grant.node is not node:
-            owner = grant.node
-            self._send(
-                node.identity,
-                Refused(
-                    address=address,
-                    owner=Owner(
-                        node_id=owner.node_id, host=owner.host, pid=owner.pid, epoch=grant.epoch
-                    ),
-                    reason="owned by a live node",
-                ),
-            )
+        if grant is not None and grant.node is node:
+            self._announce(node, Granted(address=address, epoch=grant.epoch, ack=seq))
             return
-        if grant is None:
+        if grant is None and held_epoch and held_epoch > self._expired.get(address, 0):
+            self._grant(node, address, held_epoch, seq)
+            log.info("lease re-claimed", address=address, node=node.node_id, epoch=held_epoch)
+            return
+        if grant is not None or self._blocked(address):
+            waiting = self._waiting.setdefault(address, [])
+            if all(identity != node.identity for identity, _ in waiting):
+                waiting.append((node.identity, previous))
+                if grant is None:
+                    log.info("claim waits for a lease", address=address, node=node.node_id)
+            if grant is not None:
+                self._refuse(node.identity, address, grant)
+        else:
             self._next_epoch += 1
-            grant = _Grant(node, self._next_epoch)
-            self._grants[address] = grant
-            node.addresses[address] = grant.epoch
-            node.draining.pop(address, None)
-            for other in self._nodes.values():
-                other.draining.pop(address, None)
-            log.info("address granted", address=address, node=node.node_id, epoch=grant.epoch)
-        self._send(node.identity, Granted(address=address, epoch=grant.epoch))
+            self._grant(node, address, self._next_epoch, seq)
+
+    def _grant(self, node: _Node, address: str, epoch: int, seq: int) -> None:
+        self._next_epoch = max(self._next_epoch, epoch)
+        self._grants[address] = _Grant(node, epoch)
+        node.addresses[address] = epoch
+        for other in self._nodes.values():
+            other.draining.pop(address, None)
+        log.info("address granted", address=address, node=node.node_id, epoch=epoch)
+        self._state_dirty = self._state_dirty or not node.local
+        self._announce(node, Granted(address=address, epoch=epoch, ack=seq))
+        for identity, _ in self._waiting.pop(address, []):
+            if identity != node.identity:
+                self._refuse(identity, address, self._grants[address])
+
+    def _announce(self, node: _Node, granted: Granted) -> None:
+        """Tell a node of its grant; to another process only once the state file lists it."""
+        if node.local:
+            self._send(node.identity, granted)
+        else:
+            self._held_back.append((node.identity, granted))
+
+    def _refuse(self, identity: bytes, address: str, grant: _Grant) -> None:
+        owner = grant.node
+        self._send(
+            identity,
+            Refused(
+                address=address,
+                owner=Owner(
+                    node_id=owner.node_id, host=owner.host, pid=owner.pid, epoch=grant.epoch
+                ),
+                reason="owned by a live node",
+            ),
+        )
+
+    def _blocked(self, address: str) -> bool:
+        """May a node still hold a lease on this ungranted address?"""
+        recovering = self._recovering is None or address in self._recovering
+        if recovering and time.monotonic() < self._recover_until:
+            return True
+        return any(address in n.draining for n in self._nodes.values())
+
+    def _free(self, address: str) -> None:
+        """An address may have become free: grant it to a waiting node.
+
+        The live waiting node that held it at the latest epoch goes first, then the
+        earliest to ask.
+        """
+        if address in self._grants or self._blocked(address):
+            return
+        waiting = [(i, p) for i, p in self._waiting.pop(address, []) if i in self._nodes]
+        if waiting:
+            identity, _ = max(waiting, key=lambda entry: entry[1])  # max keeps the first
+            self._next_epoch += 1
+            self._grant(self._nodes[identity], address, self._next_epoch, 0)
+
+    def _end_recovery(self, now: float) -> None:
+        if self._recovering is not None and not self._recovering:
+            return
+        if now < self._recover_until:
+            return
+        self._recovering = set()
+        log.info("leases from before the start have expired")
+        for address in list(self._waiting):
+            self._free(address)
 
     def _release(self, node: _Node, address: str) -> None:
+        """The node stops hosting ``address``; it moves on when the node says goodbye."""
         grant = self._grants.get(address)
         if grant is None or grant.node is not node:
             return
@@ -302,20 +442,46 @@ class Broker:
 
     def _forget(self, node: _Node, why: str, *, presumed_dead: bool = False) -> None:
         self._nodes.pop(node.identity, None)
+        if self._by_node_id.get(node.node_id) is node:
+            del self._by_node_id[node.node_id]
         if presumed_dead:
             self._presumed_dead[node.identity] = node.node_id
             while len(self._presumed_dead) > _PRESUMED_DEAD_KEPT:
                 self._presumed_dead.popitem(last=False)
+            self._expired.update(node.addresses)
         for address in node.addresses:
             self._grants.pop(address, None)
+        self._state_dirty = self._state_dirty or not node.local
         log.info("node gone", node=node.node_id, why=why, released=sorted(node.addresses))
+        for address in [*node.addresses, *node.draining]:
+            self._free(address)
 
     def _expire(self, now: float) -> None:
-        limit = self.options.heartbeat_interval_s * self.options.heartbeat_liveness
+        """Forget nodes whose lease has surely expired; their addresses move on."""
         for node in list(self._nodes.values()):
-            if now - node.last_seen > limit:
-                why = f"silent for {now - node.last_seen:.1f}s"
+            if now - node.last_seen > self._expiry_s:
+                why = f"silent for {now - node.last_seen:.1f}s, lease expired"
                 self._forget(node, why, presumed_dead=True)
+
+    def _flush(self) -> None:
+        """Write the state file if it changed, then announce the grants it now lists."""
+        if self._state_dirty:
+            held = {
+                address
+                for n in self._nodes.values()
+                if not n.local
+                for address in [*n.addresses, *n.draining]
+            }
+            try:
+                _write_state(self.options.state_file, held)
+            except OSError as exc:
+                # Unannounced grants wait: a restart must know whom they went to.
+                log.error("broker state not written, grants held back", error=str(exc))
+                return
+            self._state_dirty = False
+        held_back, self._held_back = self._held_back, []
+        for identity, granted in held_back:
+            self._send(identity, granted)
 
     def _route(self, identity: bytes, node: _Node | None, env: Envelope, frame: bytes) -> None:
         if not self._sender_ok(identity, node, env):
@@ -343,6 +509,8 @@ class Broker:
         """Fencing: may this peer speak as ``env.sender``? Drops and tells it if not."""
         if env.sender.encode() == identity:
             return True
+        if node is not None and env.sender == node.node_id:
+            return True  # the node answering for itself (Busy, Timeout, NoSuchAddress)
         grant = self._grants.get(env.sender)
         if node is None and identity not in self._presumed_dead:
             message = f"sender {env.sender!r} is not this peer's identity"
@@ -414,6 +582,9 @@ class Broker:
             nodes=nodes,
             addresses=addresses,
             failed=failed,
+            lease_s=self._lease_s,
+            expiry_s=self._expiry_s,
+            dropped_sends=self.dropped_sends,
         )
 
     # -- sending ----------------------------------------------------------------------
@@ -426,10 +597,20 @@ class Broker:
         router.send(frame, zmq.NOBLOCK)
 
     def _send(self, identity: bytes, packet: object) -> None:
+        """Send without blocking; a failure is counted and logged once per peer."""
         try:
             self._forward(identity, encode_packet(packet))
         except zmq.ZMQError as exc:
-            log.debug("control packet undeliverable", peer=_peer(identity), error=str(exc))
+            self.dropped_sends += 1
+            if identity not in self._unreachable:
+                if len(self._unreachable) > _PRESUMED_DEAD_KEPT:
+                    self._unreachable.clear()
+                self._unreachable.add(identity)
+                log.info(
+                    "peer unreachable, packets to it dropped", peer=_peer(identity), error=str(exc)
+                )
+        else:
+            self._unreachable.discard(identity)
 
     def _reply(self, identity: bytes, env: Envelope, body: errors.Message) -> None:
         reply = env.answer(pack_body(body), sender=BROKER_ADDRESS)
@@ -449,6 +630,43 @@ class Broker:
 
 def _peer(identity: bytes) -> str:
     return identity.decode(errors="replace")
+
+
+def node_key(identity: bytes) -> bytes:
+    """The identity a peer speaks for: ``<node id>~<instance>`` for a node's sockets."""
+    return SUBSOCKET_SEPARATOR.join(identity.split(SUBSOCKET_SEPARATOR, 2)[:2])
+
+
+def _read_state(path: str | None) -> set[str] | None:
+    """The addresses the previous broker had granted to other processes (None: unknown)."""
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return set()
+    except OSError as exc:
+        log.warning("broker state unreadable, every claim waits out the leases", error=str(exc))
+        return None
+    return {line for line in text.splitlines() if line}
+
+
+def _write_state(path: str | None, addresses: set[str]) -> None:
+    """Replace the state file atomically and durably (write, fsync, rename, fsync dir)."""
+    if path is None:
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("".join(f"{a}\n" for a in sorted(addresses)))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def _run_proxy(context: zmq.Context, xsub: zmq.Socket, xpub: zmq.Socket, control: str) -> None:

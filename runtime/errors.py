@@ -96,12 +96,22 @@ class EndpointError(Exception):
 
 
 class BrokerUnreachableError(Exception):
-    """No broker answered a node at ``endpoint`` within ``timeout`` seconds."""
+    """No broker answered a node at ``endpoint`` within ``timeout`` seconds.
 
-    def __init__(self, endpoint: str, timeout: float) -> None:
+    ``cause`` is what the connection showed (nothing listening, a failed CURVE handshake),
+    when known.
+    """
+
+    def __init__(self, endpoint: str, timeout: float, cause: str = "") -> None:
         super().__init__(
-            f"no broker answered at {endpoint} within {timeout:g}s: start it first "
-            "(run.py --role broker) or point runtime.broker_endpoint at the running one"
+            f"no broker answered at {endpoint} within {timeout:g}s: "
+            + (cause or NO_BROKER_ADVICE)
         )
         self.endpoint = endpoint
         self.timeout = timeout
+        self.cause = cause
+
+
+NO_BROKER_ADVICE = (
+    "start it first (run.py --role broker) or point runtime.broker_endpoint at the running one"
+)

@@ -12,6 +12,7 @@ import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import structlog
 import zmq
@@ -33,6 +34,8 @@ log = structlog.get_logger("launcher")
 LOCAL_BROKER = "inproc://switchboard/local-broker"
 LOCAL_EVENTS_IN = "inproc://switchboard/local-events-in"
 LOCAL_EVENTS_OUT = "inproc://switchboard/local-events-out"
+# In the data dir: which addresses the broker granted to other processes (see Broker).
+BROKER_STATE_FILE = "broker-leases"
 
 
 def broker_options(settings: Settings, *, local: bool = False) -> BrokerOptions:
@@ -53,6 +56,7 @@ def broker_options(settings: Settings, *, local: bool = False) -> BrokerOptions:
         heartbeat_liveness=rt.heartbeat_liveness,
         max_frame_bytes=rt.max_frame_bytes,
         curve_secret_key=_reveal(rt.curve_secret_key),
+        state_file=str(Path(settings.data_dir) / BROKER_STATE_FILE),
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,8 @@ class Mailbox:
         self.ctx = ActorContext(address, port)
         self.supervision = Supervision(policy)
         self.stopping = threading.Event()
+        # Set when the address may have moved on: queued requests are skipped, not run.
+        self.abandoned = threading.Event()
         self.enqueued = 0  # written by the node's thread only
         self.dequeued = 0  # written by the runner's thread only
         self.events_enqueued = 0  # written by the bus thread only
@@ -118,6 +121,15 @@ class Mailbox:
         """
         self.stopping.set()
         self._ref.stop(block=timeout is not None, timeout=timeout)
+
+    def abandon(self) -> None:
+        """Stop as soon as the current message is done, skipping queued requests.
+
+        For an address this node may no longer own: the node answers what was queued.
+        Returns at once; the actor's ``on_stop`` runs on its own thread.
+        """
+        self.abandoned.set()
+        self.stop()
 
 
 class _Runner(pykka.ThreadingActor):
@@ -170,8 +182,8 @@ class _Runner(pykka.ThreadingActor):
 
     def _answer(self, envelope: Envelope) -> msgspec.Raw | None:
         """The reply to send now, or None (expired, or deferred until a future settles)."""
-        if envelope.expired():
-            return None  # the node has answered Timeout at the deadline already
+        if envelope.expired() or self._mailbox.abandoned.is_set():
+            return None  # the node has answered (Timeout at the deadline, or Unavailable)
         if self._actor is None:
             reason = self._supervision.describe_failure()
             return pack_body(errors.Unavailable(message=f"{self.address} {reason}"))
@@ -247,10 +259,12 @@ class _Runner(pykka.ThreadingActor):
     def _build(self) -> None:
         """Create the actor and run its on_start, retrying under supervision."""
         while not self._stopping.is_set():
+            self._lifecycle("actor starting")
             try:
                 actor = self._factory(self.ctx)
                 actor.on_start()
             except Exception as exc:
+                self._lifecycle("actor stopped")
                 if not self._recover(exc, None):
                     return
                 continue
@@ -284,6 +298,15 @@ class _Runner(pykka.ThreadingActor):
             actor.on_stop()
         except Exception as exc:
             self.ctx.log.warning("on_stop raised", error=f"{type(exc).__name__}: {exc}")
+        self._lifecycle("actor stopped")
+
+    def _lifecycle(self, event: str) -> None:
+        """Record when the actor may be live: from before it starts to after it stopped.
+
+        ``at`` is wall-clock time, so the records of nodes on one host can be compared
+        (the single-owner tests check that no two such intervals of an address overlap).
+        """
+        self.ctx.log.info(event, epoch=self.ctx.epoch, at=time.time())
 
     def _publish_state(self) -> None:
         s = self._supervision

@@ -6,8 +6,19 @@ is used by exactly one thread.
 
 Guarantees:
 
-* an actor runs only after the broker granted its address to this node, and is stopped
-  when the grant is revoked (another node took over while this one was presumed dead);
+* an actor runs only after the broker granted its address to this node and while the
+  node's lease is valid: the node stops (suspends) every actor on its own once it has
+  heard no acknowledgement from the broker for the lease duration, before the broker
+  can grant the address elsewhere, and resumes it when the broker confirms the grant
+  again; a revoked grant stops the actor too;
+* after a broker restart the node re-claims what it holds with its epochs and keeps its
+  actors running, if the broker is back within the lease;
+* the node is its id plus a random instance: a second process with the same id is
+  refused (:class:`AddressTakenError` naming the running one), and nobody else can speak
+  on its connection;
+* no send blocks: a packet the broker cannot take now is dropped and counted (the lease
+  covers the loss); a broker that cannot be reached is reported with its likely cause
+  (nothing listening, CURVE key mismatch) within the lease duration;
 * every request taken from the broker gets exactly one reply: the actor's, or ``Busy``
   (mailbox full), ``Timeout`` (deadline passed first; a late result is then dropped),
   ``NoSuchAddress`` (not hosted here), or ``Unavailable`` (node stopping);
@@ -21,6 +32,7 @@ import concurrent.futures
 import heapq
 import itertools
 import os
+import secrets
 import socket
 import struct
 import threading
@@ -35,6 +47,7 @@ import zmq
 from protocols import errors
 from protocols.base import Message
 from protocols.broker import (
+    NODE_PREFIX,
     ActorInfo,
     Claim,
     Disconnect,
@@ -44,6 +57,7 @@ from protocols.broker import (
     Refused,
     Release,
     Revoked,
+    lease_bounds,
 )
 from protocols.codec import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -58,7 +72,7 @@ from runtime import curve
 from runtime.actor import ActorFactory
 from runtime.broker import SUBSOCKET_SEPARATOR
 from runtime.bus import BusListener
-from runtime.errors import AddressTakenError
+from runtime.errors import NO_BROKER_ADVICE, AddressTakenError, BrokerUnreachableError
 from runtime.mailbox import Mailbox
 from runtime.supervisor import RestartPolicy
 
@@ -79,6 +93,18 @@ _DEADLINE = struct.Struct("<d")
 _DEADLINES_SLACK = 4096
 # Request ids travel in the pipe with a one-byte length.
 MAX_REQUEST_ID = 128
+# Bound on a send from another thread to the I/O thread (its pipe holds 1000 frames).
+_PIPE_SEND_TIMEOUT_MS = 2000
+# What the broker socket's monitor reports, and what each says about an unreachable broker.
+_MONITORED = (
+    zmq.EVENT_CONNECTED
+    | zmq.EVENT_CONNECT_RETRIED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
 
 
 def default_node_id() -> str:
@@ -150,6 +176,22 @@ class Node:
         self._dealer: zmq.Socket | None = None
         self._pull: zmq.Socket | None = None
         self._broker_seen = 0.0
+        # Random per process, never shown: the broker knows this process by it, and no
+        # other peer can guess the socket identity to speak on this node's connection.
+        self._identity = f"{self.node_id}{SUBSOCKET_SEPARATOR.decode()}{secrets.token_hex(8)}"
+        self._threads.prefix = self._identity
+        self._lease_s, _ = lease_bounds(options.heartbeat_interval_s, options.heartbeat_liveness)
+        self._lease_until = 0.0
+        self._seq = itertools.count(1)
+        self._sent_at: dict[int, float] = {}
+        # Addresses whose actor was stopped when the lease ran out, to claim again, with
+        # the epoch they had (the broker prefers the last holder).
+        self._suspended: dict[str, int] = {}
+        self._node_refusal: errors.NotOwner | None = None
+        self._monitor: zmq.Socket | None = None
+        self._link = _Link()
+        self.dropped_sends = 0
+        self._send_failing = False
         self._log = log.bind(node=self.node_id)
 
     # -- public API ---------------------------------------------------------------
@@ -163,7 +205,7 @@ class Node:
             raise ValueError(f"{address} is already hosted by node {self.node_id}")
         self._factories[address] = factory
         if self._running:
-            self._threads.push().send(bytes([_CLAIM]) + address.encode())
+            self._threads.to_io(bytes([_CLAIM]) + address.encode())
 
     def start(self, timeout: float = 10.0) -> None:
         """Connect, claim every added address, and wait until each is decided.
@@ -178,16 +220,20 @@ class Node:
         self._thread = threading.Thread(target=self._loop, name=f"node-{self.node_id}", daemon=True)
         self._thread.start()
         if not self.wait_decided(self._factories, timeout):
-            raise TimeoutError(f"broker at {self.options.broker} did not answer in {timeout:g}s")
+            raise BrokerUnreachableError(self.options.broker, timeout, self._link.cause())
+        if self._node_refusal is not None:
+            raise AddressTakenError(self._node_refusal)
         if self._refusals and not self.options.standby:
             raise AddressTakenError(next(iter(self._refusals.values())))
 
     def wait_decided(self, addresses: Iterable[str], timeout: float) -> bool:
-        """Wait until each address is granted or refused; False on timeout."""
+        """Wait until each address is granted or refused (or the node is); False on timeout."""
         wanted = set(addresses)
         with self._decided:
             return self._decided.wait_for(
-                lambda: all(a in self._epochs or a in self._refusals for a in wanted), timeout
+                lambda: self._node_refusal is not None
+                or all(a in self._epochs or a in self._refusals for a in wanted),
+                timeout,
             )
 
     def wait_granted(self, address: str, timeout: float) -> bool:
@@ -199,7 +245,7 @@ class Node:
         """Release addresses, drain mailboxes, say goodbye and close sockets (idempotent)."""
         if not self._running:
             return
-        self._threads.push().send(bytes([_RELEASE_ALL]))
+        self._threads.to_io(bytes([_RELEASE_ALL]))
         self._released.wait(timeout)
         deadline = time.monotonic() + timeout
         for mailbox in list(self._mailboxes.values()):
@@ -209,7 +255,7 @@ class Node:
                 mailbox.stop(timeout=max(0.1, deadline - time.monotonic()))
             except pykka.Timeout:
                 self._log.warning("mailbox did not drain in time", address=mailbox.address)
-        self._threads.push().send(bytes([_STOP]))
+        self._threads.to_io(bytes([_STOP]))
         if self._thread is not None:
             self._thread.join(timeout)
         self._bus.stop()
@@ -236,13 +282,17 @@ class Node:
             self._outbound[envelope.id] = future
         deadline = envelope.deadline or time.time() + self.options.request_timeout_s
         request_id = envelope.id.encode()
-        self._threads.push().send(
+        sent = self._threads.to_io(
             bytes([_REQUEST])
             + _DEADLINE.pack(deadline)
             + bytes([len(request_id)])
             + request_id
             + encode_packet(envelope)
         )
+        if not sent:
+            with self._outbound_lock:
+                self._outbound.pop(envelope.id, None)
+            future.set_result(errors.Busy(message=f"node {self.node_id} cannot send now"))
         return future
 
     def send_reply(self, envelope: Envelope) -> None:
@@ -252,7 +302,11 @@ class Node:
         if self._pending.pop(envelope.reply_to, None) is None:
             return
         envelope.epoch = self._epochs.get(envelope.sender, 0)
-        self._threads.dealer().send(encode_packet(envelope))
+        try:
+            self._threads.dealer().send(encode_packet(envelope), zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            # The requester gets its Timeout at the deadline; nothing else can be done.
+            self._dropped(f"reply to {envelope.target}", exc)
 
     def publish(self, topic: str, event: Message) -> None:
         pub = self._threads.pub()
@@ -280,57 +334,126 @@ class Node:
     # -- the I/O thread -------------------------------------------------------------
 
     def _connect(self) -> None:
+        """Open the one socket to the broker (for the node's life) and say hello.
+
+        ZeroMQ reconnects it by itself (to a restarted broker too); ZMTP heartbeats drop a
+        connection that went silent, so a half-open one does not linger.
+        """
         dealer = self._zmq.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.IDENTITY, self.node_id.encode())
+        dealer.setsockopt(zmq.IDENTITY, self._identity.encode())
         dealer.setsockopt(zmq.LINGER, 1000)
         dealer.setsockopt(zmq.MAXMSGSIZE, 4 * self.options.max_frame_bytes)
+        interval_ms = max(1, int(self.options.heartbeat_interval_s * 1000))
+        dealer.setsockopt(zmq.HEARTBEAT_IVL, interval_ms)
+        dealer.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(interval_ms, int(self._lease_s * 1000)))
         curve.dial(dealer, self.options.curve_server_key)
+        self._monitor = dealer.get_monitor_socket(_MONITORED)
         dealer.connect(self.options.broker)
         self._dealer = dealer
         self._broker_seen = time.monotonic()
         self._send(self._ready())
 
     def _ready(self) -> Ready:
-        """Hello to the broker, claiming every address this node hosts."""
+        """Hello to the broker, claiming every address this node hosts.
+
+        ``held`` re-claims the addresses whose lease is still valid, at their epochs.
+        """
+        valid = time.monotonic() < self._lease_until
         return Ready(
             node_id=self.node_id,
             host=socket.gethostname(),
             pid=os.getpid(),
             addresses=sorted(self._factories),
+            held=dict(self._epochs) if valid else {},
+            previous=dict(self._suspended),
+            seq=self._next_seq(),
         )
 
+    def _next_seq(self) -> int:
+        """A sequence number for a packet the broker acknowledges; its send time is kept."""
+        seq = next(self._seq)
+        self._sent_at[seq] = time.monotonic()
+        return seq
+
+    def _on_ack(self, ack: int) -> None:
+        """The broker had packet ``ack``: the lease lasts from its sending."""
+        sent = self._sent_at.get(ack)
+        if sent is None:
+            return
+        self._lease_until = max(self._lease_until, sent + self._lease_s)
+        for seq in [s for s in self._sent_at if s <= ack]:
+            del self._sent_at[seq]
+
     def _send(self, packet: object) -> None:
+        """Send to the broker without blocking; a failure is counted and logged once."""
         assert self._dealer is not None
-        self._dealer.send(encode_packet(packet))
+        try:
+            self._dealer.send(encode_packet(packet), zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            self._dropped(type(packet).__name__, exc)
+        else:
+            self._send_failing = False
+
+    def _dropped(self, what: str, exc: zmq.ZMQError) -> None:
+        self.dropped_sends += 1
+        if not self._send_failing:
+            self._send_failing = True
+            self._log.info("broker cannot take packets now, dropped", what=what, error=str(exc))
 
     def _loop(self) -> None:
-        assert self._pull is not None
+        assert self._pull is not None and self._monitor is not None
         interval = self.options.heartbeat_interval_s
         next_beat = time.monotonic() + interval
-        while self._running:
-            poller = zmq.Poller()
-            poller.register(self._dealer, zmq.POLLIN)
-            poller.register(self._pull, zmq.POLLIN)
-            reconnect = False
-            while not reconnect:
-                wait = max(0.0, min(next_beat, self._next_deadline()) - time.monotonic())
-                ready = dict(poller.poll(wait * 1000))
-                if self._pull in ready and not self._drain_pull():
-                    self._shutdown()
-                    return
-                if self._dealer in ready:
-                    self._drain_broker()
-                now = time.monotonic()
-                if now >= next_beat:
-                    next_beat = now + interval
-                    self._send(Heartbeat(actors=self.actors()))
-                    self._retry_refused()
-                    reconnect = now - self._broker_seen > interval * self.options.heartbeat_liveness
-                self._expire(time.time())
-            self._log.warning("broker silent, reconnecting", broker=self.options.broker)
-            assert self._dealer is not None
-            self._dealer.close(linger=0)
-            self._connect()
+        poller = zmq.Poller()
+        poller.register(self._dealer, zmq.POLLIN)
+        poller.register(self._pull, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
+        while True:
+            wake = min(next_beat, self._next_deadline(), self._lease_check_time())
+            ready = dict(poller.poll(max(0.0, wake - time.monotonic()) * 1000))
+            if self._pull in ready and not self._drain_pull():
+                self._shutdown()
+                return
+            if self._monitor in ready:
+                self._link.read(self._monitor)
+            if self._dealer in ready:
+                self._drain_broker()
+            now = time.monotonic()
+            self._check_lease(now)
+            if now >= next_beat:
+                next_beat = now + interval
+                self._send(Heartbeat(actors=self.actors(), seq=self._next_seq()))
+                self._retry_claims(now)
+                self._report_silence(now)
+            self._expire(time.time())
+
+    def _lease_check_time(self) -> float:
+        return self._lease_until if self._epochs else float("inf")
+
+    def _check_lease(self, now: float) -> None:
+        """Stop every hosted actor once the lease ran out (the broker may move them on)."""
+        if not self._epochs or now < self._lease_until:
+            return
+        addresses = sorted(self._epochs)
+        self._log.warning(
+            "lease expired, actors stopped until the broker confirms the grant",
+            addresses=addresses,
+            silent_s=round(now - self._broker_seen, 3),
+        )
+        for address in addresses:
+            self._suspended[address] = self._epochs[address]
+            self._stop_hosting(address, "its node lost its lease")
+
+    def _report_silence(self, now: float) -> None:
+        """Say once per outage that the broker is silent, naming the likely cause."""
+        silent = now - self._broker_seen
+        if silent > self._lease_s and self._link.report():
+            self._log.warning(
+                "broker unreachable",
+                broker=self.options.broker,
+                silent_s=round(silent, 1),
+                cause=self._link.cause(),
+            )
 
     def _next_deadline(self) -> float:
         """The monotonic time of the earliest request deadline (inf if none)."""
@@ -350,9 +473,12 @@ class Node:
                 (deadline,) = _DEADLINE.unpack_from(frame, 1)
                 end = 10 + frame[9]
                 heapq.heappush(self._outbound_deadlines, (deadline, frame[10:end].decode()))
-                dealer.send(frame[end:])
+                try:
+                    dealer.send(frame[end:], zmq.NOBLOCK)
+                except zmq.ZMQError as exc:
+                    self._dropped("request", exc)  # its asker gets Timeout at the deadline
             elif kind == _CLAIM:
-                self._send(Claim(address=frame[1:].decode()))
+                self._send(Claim(address=frame[1:].decode(), seq=self._next_seq()))
             elif kind == _RELEASE_ALL:
                 for address in list(self._epochs):
                     self._send(Release(address=address))
@@ -366,6 +492,8 @@ class Node:
         dealer = self._dealer
         while dealer.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             frame = dealer.recv()
+            if self._link.answered():
+                self._log.info("broker reachable again", broker=self.options.broker)
             self._broker_seen = time.monotonic()
             try:
                 packet = decode_packet(frame, self.options.max_frame_bytes)
@@ -374,14 +502,17 @@ class Node:
                 continue
             if isinstance(packet, Envelope):
                 self._on_envelope(packet)
+            elif isinstance(packet, Heartbeat):
+                self._on_ack(packet.ack)
             elif isinstance(packet, Granted):
+                self._on_ack(packet.ack)
                 self._on_granted(packet)
             elif isinstance(packet, Refused):
                 self._on_refused(packet)
             elif isinstance(packet, Revoked):
                 self._on_revoked(packet)
             elif isinstance(packet, Disconnect):
-                self._log.warning("broker does not know this node; registering again")
+                self._log.info("broker does not know this node (restarted?); registering again")
                 self._send(self._ready())
 
     def _on_envelope(self, envelope: Envelope) -> None:
@@ -430,8 +561,7 @@ class Node:
 
     def _refuse(self, envelope: Envelope, error: errors.Error) -> None:
         """Answer a request on the node's behalf (the actor never saw it)."""
-        reply = envelope.answer(pack_body(error), sender=self.node_id)
-        self._dealer.send(encode_packet(reply))  # type: ignore[union-attr]
+        self._send(envelope.answer(pack_body(error), sender=self.node_id))
 
     def _expire(self, now: float) -> None:
         while self._deadlines and self._deadlines[0][0] <= now:
@@ -455,6 +585,10 @@ class Node:
         if factory is None:
             self._send(Release(address=address))
             return
+        if time.monotonic() >= self._lease_until:
+            self._suspended[address] = granted.epoch  # claimed again once the lease is renewed
+            return
+        self._suspended.pop(address, None)
         self._epochs[address] = granted.epoch
         if self._refusals.pop(address, None) is not None:
             self._log.info("address taken over", address=address, epoch=granted.epoch)
@@ -472,6 +606,10 @@ class Node:
     def _on_refused(self, refused: Refused) -> None:
         address = refused.address
         owner = refused.owner
+        if address == f"{NODE_PREFIX}{self.node_id}":
+            self._on_node_refused(refused)
+            return
+        self._suspended.pop(address, None)
         first = address not in self._refusals
         self._refusals[address] = errors.NotOwner(
             address=address,
@@ -482,7 +620,7 @@ class Node:
             ),
         )
         if address in self._mailboxes:
-            self._retire(address)
+            self._stop_hosting(address, "another node owns it")
         if first:
             self._log.error(
                 "address refused",
@@ -494,27 +632,56 @@ class Node:
         with self._decided:
             self._decided.notify_all()
 
+    def _on_node_refused(self, refused: Refused) -> None:
+        """Another process runs with this node id: give up, unless it is our dead predecessor."""
+        owner = refused.owner
+        if owner.host == socket.gethostname() and not _pid_alive(owner.pid):
+            if self._node_refusal is None:
+                self._log.info(
+                    "a dead process of this node id still holds its lease; waiting for it",
+                    pid=owner.pid,
+                )
+            return  # our heartbeats get Disconnect, so Ready goes out again each interval
+        self._node_refusal = errors.NotOwner(
+            address=refused.address, owner=owner, message=refused.reason
+        )
+        self._log.error("node id in use", running_pid=owner.pid, running_host=owner.host)
+        with self._decided:
+            self._decided.notify_all()
+
     def _on_revoked(self, revoked: Revoked) -> None:
         if self._epochs.get(revoked.address) != revoked.epoch:
             return
         self._log.warning("address revoked", address=revoked.address, epoch=revoked.epoch)
-        self._retire(revoked.address)
+        self._stop_hosting(revoked.address, "its grant was revoked")
         if self.options.standby:
-            self._send(Claim(address=revoked.address))
+            self._send(Claim(address=revoked.address, seq=self._next_seq()))
 
-    def _retire(self, address: str) -> None:
-        """Stop hosting an address we no longer own; its queued requests are dropped."""
+    def _stop_hosting(self, address: str, why: str) -> None:
+        """Stop an actor whose address we may no longer own, at once.
+
+        Its queued requests are answered ``Unavailable`` by the node (not by the actor,
+        whose epoch may be stale); the actor skips them and stops.
+        """
         self._epochs.pop(address, None)
         self._bus.forget(address)
         mailbox = self._mailboxes.pop(address, None)
-        if mailbox is not None:
-            mailbox.stop()
+        if mailbox is None:
+            return
+        mailbox.abandon()
+        for request_id, pending in list(self._pending.items()):
+            if pending.target == address and self._pending.pop(request_id, None) is not None:
+                self._refuse(pending, errors.Unavailable(message=f"{address} stopped: {why}"))
 
-    def _retry_refused(self) -> None:
+    def _retry_claims(self, now: float) -> None:
+        """Claim again what a standby was refused and what a lost lease stopped."""
+        if now >= self._lease_until:
+            return
+        retry = dict(self._suspended)
         if self.options.standby:
-            for address in self._refusals:
-                self._send(Claim(address=address))
-
+            retry.update((address, 0) for address in self._refusals)
+        for address, previous in sorted(retry.items()):
+            self._send(Claim(address=address, seq=self._next_seq(), previous=previous))
     def _shutdown(self) -> None:
         """Answer what is still pending, say goodbye, close the I/O thread's sockets."""
         for pending in list(self._pending.values()):
@@ -526,8 +693,69 @@ class Node:
             self._outbound.clear()
         self._send(Disconnect())
         assert self._dealer is not None and self._pull is not None
+        if self._monitor is not None:
+            self._dealer.disable_monitor()
+            self._monitor.close(linger=0)
         self._dealer.close(linger=1000)
         self._pull.close(linger=0)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Does a process with this pid run on this host?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Link:
+    """What the broker socket's monitor said: why a broker may not be answering."""
+
+    def __init__(self) -> None:
+        self.events: set[int] = set()
+        self._reported = False
+
+    def read(self, monitor: zmq.Socket) -> None:
+        while monitor.poll(0):
+            event = monitor.recv_multipart()
+            (kind,) = struct.unpack_from("=H", event[0])
+            self.events.add(kind)
+
+    def answered(self) -> bool:
+        """The broker answered: forget the outage; True if one had been reported."""
+        reported, self._reported = self._reported, False
+        self.events.clear()
+        return reported
+
+    def report(self) -> bool:
+        """True the first time an outage is to be reported."""
+        reported, self._reported = self._reported, True
+        return not reported
+
+    def cause(self) -> str:
+        """The likely cause of a broker that does not answer, for an operator."""
+        failed = {
+            zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+            zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+            zmq.EVENT_HANDSHAKE_FAILED_AUTH,
+        }
+        if self.events & failed or (
+            zmq.EVENT_CONNECTED in self.events
+            and zmq.EVENT_HANDSHAKE_SUCCEEDED not in self.events
+            and zmq.EVENT_DISCONNECTED in self.events
+        ):
+            return (
+                "a connection opens but its handshake fails: the broker's CURVE key "
+                "(runtime.curve_server_key) does not match, or only one side uses CURVE"
+            )
+        if zmq.EVENT_HANDSHAKE_SUCCEEDED in self.events:
+            return "connected, but the broker does not answer (overloaded or not a broker)"
+        if zmq.EVENT_CONNECT_RETRIED in self.events:
+            return f"nothing accepts connections there; {NO_BROKER_ADVICE}"
+        return NO_BROKER_ADVICE
 
 
 def _open_reply(envelope: Envelope) -> Message:
@@ -559,13 +787,23 @@ class _ThreadSockets:
         self._all: list[zmq.Socket] = []
         self._lock = threading.Lock()
         self._dealers = itertools.count(1)
+        self.prefix = node_id  # the node's socket identity, set by the node
+
+    def to_io(self, frame: bytes) -> bool:
+        """Hand a frame to the node's I/O thread; False if its pipe stayed full (bounded)."""
+        try:
+            self.push().send(frame)
+        except zmq.Again:
+            log.warning("node I/O thread not keeping up, frame dropped", kind=chr(frame[0]))
+            return False
+        return True
 
     def dealer(self) -> zmq.Socket:
-        """This thread's own socket to the broker, named ``<node id>~<n>`` (replies only)."""
+        """This thread's own socket to the broker, ``<node socket>~<n>`` (replies only)."""
         sock = getattr(self._local, "dealer", None)
         if sock is None:
             with self._lock:
-                name = f"{self._node_id}{SUBSOCKET_SEPARATOR.decode()}{next(self._dealers)}"
+                name = f"{self.prefix}{SUBSOCKET_SEPARATOR.decode()}{next(self._dealers)}"
             sock = self._zmq.socket(zmq.DEALER)
             sock.setsockopt(zmq.IDENTITY, name.encode())
             # It never reads: the broker sends nothing to it.
@@ -582,6 +820,7 @@ class _ThreadSockets:
         sock = getattr(self._local, "push", None)
         if sock is None:
             sock = self._open(zmq.PUSH, self._pull_endpoint)
+            sock.setsockopt(zmq.SNDTIMEO, _PIPE_SEND_TIMEOUT_MS)
             self._local.push = sock
         return sock
 

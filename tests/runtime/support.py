@@ -108,13 +108,13 @@ class System:
         )
         return env
 
-    def run(self, *args: str, name: str) -> Proc:
-        """Start ``python run.py ARGS`` in the background."""
+    def run(self, *args: str, name: str, env: dict[str, str] | None = None) -> Proc:
+        """Start ``python run.py ARGS`` in the background (``env``: extra variables)."""
         log_path = self.tmp / f"{name}.log"
         popen = subprocess.Popen(
             [sys.executable, str(REPO / "run.py"), *args],
             cwd=self.tmp,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=log_path.open("wb"),
         )
@@ -122,9 +122,9 @@ class System:
         self.procs.append(proc)
         return proc
 
-    def run_broker(self) -> Proc:
+    def run_broker(self, name: str = "broker", env: dict[str, str] | None = None) -> Proc:
         """Start ``run.py --role broker`` and wait until it serves."""
-        proc = self.run("--role", "broker", name="broker")
+        proc = self.run("--role", "broker", name=name, env=env)
         wait_until(lambda: proc.has_logged("broker serving"), 15, "the broker to bind")
         return proc
 
@@ -166,3 +166,46 @@ class System:
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
             proc.stop()
+
+
+@dataclass(frozen=True)
+class Live:
+    """When one node's actor at an address may have been live (from its log records)."""
+
+    node: str
+    start: float
+    stop: float
+
+
+def live_intervals(
+    proc: Proc, node: str, address: str, ended_at: float | None = None
+) -> list[Live]:
+    """The node's ``actor starting`` .. ``actor stopped`` intervals of ``address``.
+
+    An interval still open is closed at ``ended_at`` (when the process was seen dead) or,
+    for a running process, now.
+    """
+    intervals: list[Live] = []
+    start: float | None = None
+    for event in proc.log_events():
+        if event.get("address") != address:
+            continue
+        if event.get("event") == "actor starting":
+            start = float(event["at"])  # type: ignore[arg-type]
+        elif event.get("event") == "actor stopped" and start is not None:
+            intervals.append(Live(node, start, float(event["at"])))  # type: ignore[arg-type]
+            start = None
+    if start is not None:
+        intervals.append(Live(node, start, ended_at if ended_at is not None else time.time()))
+    return intervals
+
+
+def overlapping(intervals: list[Live]) -> list[tuple[Live, Live]]:
+    """Pairs of intervals, on different nodes, that overlap in time."""
+    ordered = sorted(intervals, key=lambda live: live.start)
+    return [
+        (a, b)
+        for i, a in enumerate(ordered)
+        for b in ordered[i + 1 :]
+        if a.node != b.node and b.start < a.stop
+    ]

@@ -1,0 +1,127 @@
+"""One owner through broker restarts and owner death, with real session actors.
+
+The world: a sandbox bot account ``demo``, hosted by node ``nA`` and by standby ``nB``,
+each with its own data dir holding a copy of the same session file (what two hosts
+look like: the same auth key in two places), and a broker with a data dir of its own.
+Each node logs when an actor may be live ("actor starting" before its ``on_start``,
+"actor stopped" after its ``on_stop``); no two such intervals of one account may
+overlap. The broker is killed with SIGKILL and restarted ``SWITCHBOARD_SOAK_ROUNDS``
+times (20 by default): the account must stay with ``nA``, whose actor keeps running.
+Then ``nA`` is killed: ``nB`` takes over within the README's bound.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+
+from protocols import session as s
+from protocols.broker import GetStatus, Status, lease_bounds
+from runtime.client import Client
+from runtime.errors import RequestError
+from tests.runtime.support import Proc, live_intervals, overlapping, wait_until
+from tests.session.conftest import Sessions
+
+ROUNDS = int(os.environ.get("SWITCHBOARD_SOAK_ROUNDS", "20"))
+# The lease must outlast a broker restart (a new Python process) for the owner to keep
+# its actor running through it: 4 s here, a restart takes 1-3 s on a busy machine.
+INTERVAL_S = 0.25
+LIVENESS = 16
+LEASE_S, EXPIRY_S = lease_bounds(INTERVAL_S, LIVENESS)
+ADDRESS = "session:demo"
+
+
+def _node(sessions: Sessions, node_id: str, data_dir: str, *extra: str, name: str = "") -> Proc:
+    return sessions.run(
+        "--role",
+        "node",
+        "--node-id",
+        node_id,
+        "--actors",
+        "",
+        "--accounts",
+        "demo",
+        *extra,
+        name=name or node_id,
+        env={"SWITCHBOARD__DATA_DIR": data_dir},
+    )
+
+
+def _owner(sessions: Sessions) -> str | None:
+    """The node the broker names as the account's owner (None if none, or no answer)."""
+    with Client(sessions.broker) as client:
+        try:
+            status = client.request("broker", GetStatus(), timeout=1)
+        except RequestError:
+            return None
+    assert isinstance(status, Status)
+    return next((a.node_id for a in status.addresses if a.address == ADDRESS), None)
+
+
+def _authorized(sessions: Sessions) -> bool:
+    with Client(sessions.broker) as client:
+        try:
+            status = client.request(ADDRESS, s.GetSessionStatus(), timeout=2)
+        except RequestError:
+            return False
+    return isinstance(status, s.SessionStatus) and status.state == "authorized"
+
+
+def test_broker_restarts_keep_the_owner_and_owner_death_moves_the_account_once(
+    sessions: Sessions,
+) -> None:
+    sessions.overrides["SWITCHBOARD__RUNTIME__HEARTBEAT_INTERVAL_S"] = str(INTERVAL_S)
+    sessions.overrides["SWITCHBOARD__RUNTIME__HEARTBEAT_LIVENESS"] = str(LIVENESS)
+    sessions.add_bot("demo")
+    data_a, data_b = sessions.tmp / "a", sessions.tmp / "b"
+    broker_env = {"SWITCHBOARD__DATA_DIR": str(sessions.tmp / "broker")}
+    broker = sessions.run_broker("broker-0", env=broker_env)
+
+    # The bot logs in once on nA; nB gets a copy of the session file (same auth key).
+    first = _node(sessions, "nA", str(data_a), name="nA-login")
+    wait_until(lambda: _authorized(sessions), 60, "the bot to log in")
+    assert first.stop() == 0
+    shutil.copytree(data_a / "sessions", data_b / "sessions")
+
+    owner = _node(sessions, "nA", str(data_a))
+    wait_until(lambda: _authorized(sessions), 60, "nA to host the account")
+    standby = _node(sessions, "nB", str(data_b), "--standby")
+    wait_until(lambda: standby.has_logged("address refused"), 30, "nB to stand by")
+
+    for round_ in range(1, ROUNDS + 1):
+        broker.signal(signal.SIGKILL)
+        broker.popen.wait()
+        broker = sessions.run_broker(f"broker-{round_}", env=broker_env)
+        wait_until(lambda: _owner(sessions) == "nA", 30, f"nA to re-claim ({round_})")
+        assert standby.popen.poll() is None and owner.popen.poll() is None
+    wait_until(lambda: _authorized(sessions), 30, "nA to answer after the restarts")
+
+    # nA re-claimed with its epoch every time and never stopped its actor; nB never ran one.
+    assert len(live_intervals(owner, "nA", ADDRESS)) == 1
+    assert not owner.has_logged("lease expired, actors stopped until the broker confirms the grant")
+    assert live_intervals(standby, "nB", ADDRESS) == []
+    epochs = {a.epoch for a in sessions.status().addresses if a.address == ADDRESS}
+    assert len(epochs) == 1
+
+    owner.signal(signal.SIGKILL)
+    owner.popen.wait()
+    killed_at = time.time()
+    took = wait_until(
+        lambda: _owner(sessions) == "nB" and time.time() - killed_at,
+        30,
+        "nB to take over",
+    )
+    # The bound (README): expiry after the last heartbeat, found within a quarter interval,
+    # granted at once to the waiting standby. Slack for a busy machine.
+    assert isinstance(took, float) and took < (EXPIRY_S + INTERVAL_S) * 2, took
+    wait_until(lambda: _authorized(sessions), 60, "nB's session to be authorized")
+
+    intervals = [
+        *live_intervals(owner, "nA", ADDRESS, ended_at=killed_at),
+        *live_intervals(first, "nA", ADDRESS),
+        *live_intervals(standby, "nB", ADDRESS),
+    ]
+    assert overlapping(intervals) == []
+    assert len(live_intervals(standby, "nB", ADDRESS)) == 1
