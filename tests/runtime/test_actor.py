@@ -184,7 +184,8 @@ def _post(message_id: int) -> NewPost:
 
 def test_events_reach_their_handlers_in_order() -> None:
     with ActorHarness(Watcher) as watcher:
-        assert watcher.port.subscriptions == [post_topic()]
+        # on_start subscribes, on the mailbox's thread: wait for it.
+        watcher.wait_for(lambda: watcher.port.subscriptions == [post_topic()])
         for i in range(1, 51):
             watcher.event(post_topic(-100123), _post(i))
         watcher.event("session.reader.", SessionState(account="reader", state="connected"))
