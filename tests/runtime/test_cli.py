@@ -15,7 +15,7 @@ from tests.runtime.support import REPO, Proc, System
 def test_unknown_actor_kind(system: System) -> None:
     done = system.command("--actors", "nope")
     assert done.returncode == 2
-    assert "unknown actor kind 'nope' (known: echo)" in done.stderr
+    assert "unknown actor kind 'nope' (known: echo" in done.stderr
     assert not (system.tmp / "data").exists()  # nothing was started
 
 
