@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 
+from actors.bot import BotActor
 from actors.echo import EchoActor
 from actors.parser import PARSER_ADDRESS, ParserActor
 from actors.session import SessionActor, session_address
@@ -21,10 +22,15 @@ __all__ = ["actor_kinds", "monitor_actors", "session_actors"]
 
 
 def actor_kinds(settings: Settings) -> dict[str, ActorFactory]:
-    """The actor kinds a node can host by name (``run.py --actors KIND[=ADDRESS]``)."""
+    """The actor kinds a node can host by name (``run.py --actors KIND[=ADDRESS]``).
+
+    ``bot`` is one BotActor per bot account, at ``bot:<account>``
+    (``--actors bot=bot:newsbot``).
+    """
     return {
         "echo": EchoActor,
         "parser": functools.partial(ParserActor, settings=settings.parser),
+        "bot": functools.partial(BotActor, settings=settings),
     }
 
 

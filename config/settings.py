@@ -21,6 +21,8 @@ __all__ = [
     "LOG_LEVELS",
     "AccountSettings",
     "ApiSettings",
+    "BotSettings",
+    "DeliverySettings",
     "LogSettings",
     "ParserSettings",
     "RateLimitSettings",
@@ -190,6 +192,34 @@ class ParserSettings(_Section):
     call_timeout_s: PositiveFloat = 30.0
 
 
+class DeliverySettings(_Section):
+    """How the bot delivers new posts: Telegram's bot sending limits (sent steadily, never
+    in bursts), how many posts one store read takes, and what a deleted source post does
+    to its delivered copies ("mark" edits them to say so, "keep" leaves them).
+    """
+
+    overall_per_s: PositiveFloat = 30.0
+    private_per_s: PositiveFloat = 1.0
+    group_per_min: PositiveFloat = 20.0
+    page: Annotated[int, msgspec.Meta(gt=0, le=1000)] = 200
+    poll_interval_s: PositiveFloat = 5.0
+    edits: bool = True
+    on_deleted: Literal["mark", "keep"] = "mark"
+
+
+class BotSettings(_Section):
+    """Who may use the bot (``mode``: everyone, the allowlist (and admins), or admins
+    only; users by Telegram id) and how it answers."""
+
+    mode: Literal["everyone", "allowlist", "admins"] = "everyone"
+    admins: list[int] = msgspec.field(default_factory=list)
+    allowlist: list[int] = msgspec.field(default_factory=list)
+    page_size: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
+    add_timeout_s: PositiveFloat = 300.0
+    max_keywords: Annotated[int, msgspec.Meta(ge=0, le=50)] = 10
+    delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
+
+
 class Settings(_Section):
     """All settings; build it with `config.load_settings`."""
 
@@ -202,6 +232,9 @@ class Settings(_Section):
     accounts: dict[AccountName, AccountSettings] = msgspec.field(default_factory=dict)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     parser: ParserSettings = msgspec.field(default_factory=ParserSettings)
+
+
+    bot: BotSettings = msgspec.field(default_factory=BotSettings)
 
     def account(self, name: str) -> AccountSettings:
         """Return account ``name`` with ``api_id``/``api_hash`` filled from ``telegram``.
@@ -268,6 +301,13 @@ def _parser_problems(settings: Settings) -> Iterator[tuple[str, str]]:
             "parser.reconcile_s",
             "must lie between parser.reconcile_min_s and parser.reconcile_max_s",
         )
+
+
+    bot = settings.bot
+    if bot.mode == "admins" and not bot.admins:
+        yield "bot.admins", 'mode "admins" with no admins: nobody could use the bot'
+    if bot.mode == "allowlist" and not (bot.allowlist or bot.admins):
+        yield "bot.allowlist", 'mode "allowlist" with an empty allowlist and no admins'
 
 
 def _account_problems(name: str, acc: AccountSettings) -> Iterator[tuple[str, str]]:

@@ -121,7 +121,8 @@ class NewMessage(Message):
 
 
 class BotCommand(Message):
-    """A ``/command args`` sent to a bot account."""
+    """A ``/command args`` sent to a bot account; ``edited`` when the sender edited an
+    earlier command message (``message_id`` is that message's id)."""
 
     account: str
     command: str
@@ -130,6 +131,7 @@ class BotCommand(Message):
     user_id: int
     message_id: int
     username: str = ""
+    edited: bool = False
 
 
 class CallbackQuery(Message):

@@ -1,0 +1,3 @@
+"""The bot's handler groups, one router each: ``start`` (/start, /help, unknown
+commands), ``channels`` (/add_channel, /remove_channel, /my_channels and their buttons),
+``status`` (/status for admins)."""
