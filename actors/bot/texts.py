@@ -29,14 +29,14 @@ __all__ = [
 
 MAX_MESSAGE = 4096  # Telegram's limit on a message's text
 MAX_ARGS = 512  # longer command arguments are refused before any parsing
-MAX_KEYWORD = 64
 
-_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{2,31}$")
+_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{4,31}$")
+_KEYWORD = re.compile(r"^[\w-]{1,64}$")
 _LINK = re.compile(
     r"^(?:https?://)?(?:www\.)?(?:t|telegram)\.me/"
     r"(?:(?P<invite>\+|joinchat/)(?P<hash>[A-Za-z0-9_-]{4,64})"
     r"|c/(?P<cid>\d{1,15})(?:/\d+)?"
-    r"|(?P<name>[A-Za-z][A-Za-z0-9_]{2,31})(?:/\d+)?)/?$"
+    r"|(?P<name>[A-Za-z][A-Za-z0-9_]{4,31})(?:/\d+)?)/?$"
 )
 _MARKED_ID = re.compile(r"^-100\d{1,15}$")
 
@@ -65,11 +65,11 @@ def parse_ref(raw: str) -> str | None:
 
 def keywords_of(words: list[str], limit: int) -> list[str] | None:
     """Lower-cased, deduplicated keywords; None if there are more than ``limit`` or one is
-    unprintable or longer than 64 characters."""
+    not a plain word (letters, digits, ``_``, ``-``) of at most 64 characters."""
     found: list[str] = []
     for word in words:
-        clean = _strip(word).lower()
-        if not clean or clean != word.lower() or len(clean) > MAX_KEYWORD:
+        clean = word.lower()
+        if not _KEYWORD.match(clean):
             return None
         if clean not in found:
             found.append(clean)
