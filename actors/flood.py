@@ -261,18 +261,19 @@ class FloodControl:
         # when next looked at.
         self._flood_until: dict[str, float] = {}
 
-    def record_flood_wait(self, method: str, seconds: float) -> None:
-        """Block ``method`` (that method only) for ``seconds`` from now.
+    def record_flood_wait(self, method: str, seconds: float, scope: str = "") -> None:
+        """Block ``method`` (that method only; with ``scope``, only its requests of that
+        scope, e.g. one chat) for ``seconds`` from now.
 
         Telegram answered a request of ``method`` with FLOOD_WAIT_<seconds>. A wait already
         recorded that ends later is kept: an answer to an older request may arrive last.
         """
-        name = tl_name(method)
+        name = _scoped(tl_name(method), scope)
         until = self._clock() + seconds
         self._flood_until[name] = max(until, self._flood_until.get(name, until))
 
-    async def acquire(self, method: str, deadline: float | None) -> None:
-        """Wait until ``method`` may be sent, then take its class's token.
+    async def acquire(self, method: str, deadline: float | None, scope: str = "") -> None:
+        """Wait until ``method`` (of ``scope``) may be sent, then take its class's token.
 
         Returns once both its flood wait (if any) is over and a token of its class is
         reserved and due; the caller then sends the request. ``deadline`` is absolute, in
@@ -286,6 +287,7 @@ class FloodControl:
         """
         name = tl_name(method)
         bucket = self._buckets.get(method_class(name))
+        name = _scoped(name, scope)
         # On our own clock from here on, so a wall-clock jump while waiting changes nothing.
         give_up_at = math.inf if deadline is None else self._clock() + (deadline - time.time())
         while True:
@@ -339,3 +341,8 @@ class FloodControl:
             del self._flood_until[name]
             return 0.0
         return until - now
+
+
+def _scoped(name: str, scope: str) -> str:
+    """The key of a flood wait: the TL name, and its scope (a chat) if it has one."""
+    return f"{name}@{scope}" if scope else name

@@ -431,18 +431,21 @@ class SessionActor(Actor):
         call: Callable[[], Awaitable[T]],
         *,
         exclusive: bool = False,
+        chat: int = 0,
     ) -> T:
         """Run one Telegram call on the loop: flood control first, then the call.
 
         ``exclusive`` calls (side effects: send, join, leave, answer, log in and out) run
         one at a time in arrival order, behind the gate; reads are pipelined over the one
         connection. A flood wait is always spent outside the gate. Raises FloodWaitError
-        at once when the wait would pass the request's deadline.
+        at once when the wait would pass the request's deadline. With ``chat`` (a bot's
+        sends and edits) a flood wait holds that chat only: Telegram limits bots per chat.
         """
         assert self._gate is not None and self._connected is not None
         deadline = env.deadline or None
+        scope = str(chat) if chat else ""
         while True:
-            await self._flood.acquire(method, deadline)
+            await self._flood.acquire(method, deadline, scope)
             await self._connected.wait()
             if self.state == "failed":
                 raise SessionFailedError(f"{self.account}'s session was revoked; log in again")
@@ -453,7 +456,9 @@ class SessionActor(Actor):
                 else:
                     result = await call()
             except tg_errors.FloodWaitError as exc:
-                self._flood.record_flood_wait(method, float(exc.seconds))
+                self._flood.record_flood_wait(method, float(exc.seconds), scope)
+                if scope:
+                    forget_flood_wait(self.client, exc.request)
                 self._set_state("flood-wait", method, retry_after=float(exc.seconds))
                 continue
             # Telethon stores the entities every answer carries; have them saved soon.
@@ -592,10 +597,18 @@ class SessionActor(Actor):
             reply_markup=_markup(self.client, body.buttons),
         )
         result = await self._telegram(
-            "SendMessageRequest", env, lambda: self.client(request), exclusive=True
+            "SendMessageRequest",
+            env,
+            lambda: self.client(request),
+            exclusive=True,
+            chat=self._bot_chat(peer),
         )
         sent = self.client._get_response_message(request, result, peer)
         return s.Sent(message=convert.message(sent))
+
+    def _bot_chat(self, peer: Any) -> int:
+        """The chat a bot's send goes to, for per-chat flood waits (0 for a user account)."""
+        return utils.get_peer_id(peer) if self.settings.kind == "bot" else 0
 
     @handles(s.EditMessage)
     async def _edit(self, body: s.EditMessage, env: Envelope) -> Message:
@@ -614,6 +627,7 @@ class SessionActor(Actor):
                     peer, body.message_id, body.text, parse_mode=None, buttons=markup
                 ),
                 exclusive=True,
+                chat=self._bot_chat(peer),
             )
         except tg_errors.MessageNotModifiedError:
             # Already as asked (a repeat, or a menu redrawn unchanged): not the caller's
@@ -778,33 +792,44 @@ class SessionActor(Actor):
             post = NewPost(account=self.account, channel_id=event.chat_id, message=msg)
             self.ctx.publish(post_topic(event.chat_id), post)
             return
-        if self.settings.kind == "bot" and event.is_private and msg.text.startswith("/"):
-            head, _, args = msg.text.partition(" ")
-            command = head[1:].split("@", 1)[0]
-            sender = await event.get_sender()
-            self.ctx.publish(
-                bot_topic(self.account),
-                BotCommand(
-                    account=self.account,
-                    command=command,
-                    args=args.strip(),
-                    chat_id=event.chat_id,
-                    user_id=event.sender_id or 0,
-                    message_id=msg.id,
-                    username=getattr(sender, "username", "") or "",
-                ),
-            )
+        if self._is_command(event, msg):
+            await self._publish_command(event, msg, edited=False)
             return
         self.ctx.publish(message_topic(self.account), NewMessage(account=self.account, message=msg))
 
+    def _is_command(self, event: events.NewMessage.Event, msg: s.ChatMessage) -> bool:
+        return (
+            self.settings.kind == "bot"
+            and event.is_private
+            and not event.out
+            and msg.text.startswith("/")
+        )
+
+    async def _publish_command(
+        self, event: events.NewMessage.Event, msg: s.ChatMessage, *, edited: bool
+    ) -> None:
+        head, _, args = msg.text.partition(" ")
+        sender = await event.get_sender()
+        command = BotCommand(
+            account=self.account,
+            command=head[1:].split("@", 1)[0],
+            args=args.strip(),
+            chat_id=event.chat_id,
+            user_id=event.sender_id or 0,
+            message_id=msg.id,
+            username=getattr(sender, "username", "") or "",
+            edited=edited,
+        )
+        self.ctx.publish(bot_topic(self.account), command)
+
     async def _on_edited(self, event: events.MessageEdited.Event) -> None:
+        msg = convert.message(event.message)
         if event.is_channel and not event.is_group:
-            edited = EditedPost(
-                account=self.account,
-                channel_id=event.chat_id,
-                message=convert.message(event.message),
-            )
+            edited = EditedPost(account=self.account, channel_id=event.chat_id, message=msg)
             self.ctx.publish(post_topic(event.chat_id), edited)
+        elif self._is_command(event, msg):
+            # A corrected command: the bot replaces its answer instead of adding one.
+            await self._publish_command(event, msg, edited=True)
 
     async def _on_deleted(self, event: events.MessageDeleted.Event) -> None:
         if event.chat_id is not None:
@@ -862,3 +887,14 @@ def _markup(client: TelegramClient, rows: list[list[s.Button]]) -> Any:
             for row in rows
         ]
     )
+
+
+def forget_flood_wait(client: TelegramClient, request: Any) -> None:
+    """Make Telethon forget a flood wait it remembers for every request of this type.
+
+    Telethon blocks all requests of a type after one FLOOD_WAIT (``users.py``), but a
+    bot's send limits are per chat: the session's FloodControl keeps the wait for that
+    chat, so the other chats are not held by Telethon's record.
+    """
+    if request is not None:
+        client._flood_waited_requests.pop(request.CONSTRUCTOR_ID, None)

@@ -10,7 +10,8 @@ Guarantees:
   (the bus is at most once anyway), never a request;
 * every request it takes gets exactly one reply: the handler's result, ``BadRequest``
   for a body it cannot open, ``Internal`` for a crash, ``Unavailable`` once the actor
-  has failed, or the first reply again for a repeated idempotency key;
+  has failed, or the first reply again for a repeated idempotency key (an error reply
+  is not remembered: a repeat after an error runs again);
 * a crash is supervised (:mod:`runtime.supervisor`): the actor is rebuilt after a
   backoff while queued requests wait, or marked failed past the restart intensity.
 """
@@ -216,7 +217,7 @@ class _Runner(pykka.ThreadingActor):
                 result.add_done_callback(lambda f: self._reply(envelope, self._outcome(f)))
             return None
         reply = pack_body(result)
-        if key:
+        if key and not isinstance(result, errors.Error):
             self._idempotency.put(key, reply)
         return reply
 
@@ -243,7 +244,10 @@ class _Runner(pykka.ThreadingActor):
         key = envelope.idempotency_key
         future = settled.future
         reply = self._outcome(future)
-        if not future.cancelled() and future.exception() is None:
+        # An error means the request did not take effect (or may not have: Timeout), so
+        # a repeat of the key must run again rather than get the error forever.
+        ok = not future.cancelled() and future.exception() is None
+        if ok and not isinstance(future.result(), errors.Error):
             self._idempotency.put(key, reply)
         for waiting in self._in_flight.pop(key, [envelope]):
             self._reply(waiting, reply)

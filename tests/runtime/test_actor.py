@@ -138,6 +138,37 @@ def test_a_repeated_idempotency_key_runs_once() -> None:
         assert echo.request(demo.GetCount()).value == 5
 
 
+class FloodOnce(Actor):
+    """Answers its first Increment with an error, then counts (sync and on the loop)."""
+
+    def on_start(self) -> None:
+        self.calls = 0
+
+    @handles(demo.Increment)
+    def increment(self, body: demo.Increment) -> Message:
+        self.calls += 1
+        if self.calls == 1:
+            return errors.FloodWait(retry_after=1.0)
+        return demo.Count(value=self.calls)
+
+    @handles(demo.Echo)
+    async def echo(self, body: demo.Echo) -> Message:
+        self.calls += 1
+        if self.calls == 1:
+            return errors.Timeout(message="not yet")
+        return demo.Echoed(text=body.text)
+
+
+@pytest.mark.parametrize("body", [demo.Increment(by=1), demo.Echo(text="hi")])
+def test_an_error_reply_is_not_remembered_for_its_key(body: Message) -> None:
+    with ActorHarness(FloodOnce) as actor:
+        first = actor.ask(body, idempotency_key="k")
+        second = actor.ask(body, idempotency_key="k")
+        third = actor.ask(body, idempotency_key="k")
+    assert isinstance(first, errors.Error)
+    assert not isinstance(second, errors.Error) and second == third
+
+
 def test_a_deferred_reply_lets_the_actor_go_on() -> None:
     with ActorHarness(EchoActor) as echo:
         later = echo.send(demo.Later(seconds=0.5, text="late"))
