@@ -232,8 +232,6 @@ class Settings(_Section):
     accounts: dict[AccountName, AccountSettings] = msgspec.field(default_factory=dict)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     parser: ParserSettings = msgspec.field(default_factory=ParserSettings)
-
-
     bot: BotSettings = msgspec.field(default_factory=BotSettings)
 
     def account(self, name: str) -> AccountSettings:
