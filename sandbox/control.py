@@ -75,6 +75,9 @@ class Message(msgspec.Struct):
     out: bool = False
     buttons: list[list[Button]] = []
     edit_date: int | None = None  # set once the message was edited
+    media: str | None = None  # channel posts: the kind of media posted with it
+    views: int | None = None  # channel posts
+    forwards: int | None = None  # channel posts
 
 
 class ChatSends(msgspec.Struct):
@@ -179,6 +182,9 @@ def _post(channel: ChannelRec, msg: ChannelMessage) -> Message:
         text=msg.text,
         buttons=_buttons(msg.reply_markup),
         edit_date=msg.edit_date,
+        media=msg.media,
+        views=msg.views,
+        forwards=msg.forwards,
     )
 
 
@@ -311,24 +317,46 @@ class Control:
 
     # -------------------------------------------------------------- messages
 
-    def post(self, channel: int | str, text: str, buttons: ButtonsSpec | None = None) -> Message:
-        """Post in a channel as its admin; every connected member gets it live."""
+    def post(
+        self,
+        channel: int | str,
+        text: str,
+        buttons: ButtonsSpec | None = None,
+        media: str | None = None,
+        views: int | None = None,
+        forwards: int | None = None,
+    ) -> Message:
+        """Post in a channel as its admin; every connected member gets it live.
+
+        ``media``: the post carries media of that kind: ``photo``, ``location``,
+        ``document``, ``video``, ``video_note``, ``gif``, ``audio``, ``voice``, ``sticker``
+        (ValueError otherwise; ``text`` is then its caption and may be empty).
+        ``views`` / ``forwards``: the counters the post shows.
+        """
         rec = self._channel(channel)
-        return _post(rec, self.world.post(rec, text, reply_markup=_markup(buttons)))
+        msg = self.world.post(
+            rec, text, reply_markup=_markup(buttons), media=media, views=views, forwards=forwards
+        )
+        return _post(rec, msg)
 
     def post_many(
-        self, channels: int | str | list[int | str], count: int = 1, text: str = "post {n}"
+        self,
+        channels: int | str | list[int | str],
+        count: int = 1,
+        text: str = "post {n}",
+        media: str | None = None,
     ) -> list[PostRange]:
         """Make ``count`` posts in each of ``channels`` in one call, round-robin.
 
         Each post is stored and pushed live exactly as by ``post`` (thousands per second).
         In ``text``, ``{n}`` becomes the post's number in its channel for this call
         (0-based) and ``{channel}`` the channel id. Returns one ``PostRange(channel_id,
-        first_id, last_id, count)`` per channel, in the order given. Raises
-        CHANNEL_INVALID / USERNAME_NOT_OCCUPIED, and ValueError (400 BAD_REQUEST) for no
-        channels, ``count`` < 1 or more than 100,000 posts in all.
+        first_id, last_id, count)`` per channel, in the order given. ``media`` as in
+        ``post``, on every post. Raises CHANNEL_INVALID / USERNAME_NOT_OCCUPIED, and
+        ValueError (400 BAD_REQUEST) for no channels, ``count`` < 1, more than 100,000
+        posts in all, or an unknown media kind.
         """
-        return post_batch(self.world, self._channels(channels), count, text)
+        return post_batch(self.world, self._channels(channels), count, text, media)
 
     def start_posting(
         self,

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import msgspec
 import structlog
 
+from sandbox.media import check_media_kind
 from sandbox.world import ChannelRec, World
 
 log = structlog.get_logger(__name__)
@@ -68,20 +69,28 @@ class _Tally:
 
 
 def post_batch(
-    world: World, channels: Sequence[ChannelRec], count: int, text: str
+    world: World,
+    channels: Sequence[ChannelRec],
+    count: int,
+    text: str,
+    media: str | None = None,
 ) -> list[PostRange]:
     """Make ``count`` posts in each channel now, round-robin; returns a range per channel.
 
-    Raises ValueError for no channels, a count below 1, or more than MAX_BATCH posts.
+    ``media``: every post carries media of that kind (see :mod:`sandbox.media`). Raises
+    ValueError for no channels, a count below 1, more than MAX_BATCH posts, or an unknown
+    media kind.
     """
     if not channels:
         raise ValueError("no channels to post in")
     if count < 1 or count * len(channels) > MAX_BATCH:
         raise ValueError(f"count must be 1..{MAX_BATCH // len(channels)}")
+    check_media_kind(media)
     tally = _Tally(channels)
     for n in range(count):
         for channel in channels:
-            tally.note(channel.id, world.post(channel, render(text, n, channel.id)).id)
+            msg = world.post(channel, render(text, n, channel.id), media=media)
+            tally.note(channel.id, msg.id)
     return list(tally.ranges.values())
 
 

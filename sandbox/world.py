@@ -37,6 +37,7 @@ from sandbox import srp
 from sandbox.backend import ClientSession, RpcError
 from sandbox.botlimits import BotLimiter, ChatKind, Rate
 from sandbox.faults import Faults, method_name
+from sandbox.media import check_media_kind, media_view
 from sandbox.methods import Call, Method, dispatch_table
 
 log = structlog.get_logger(__name__)
@@ -109,6 +110,9 @@ class ChannelMessage(msgspec.Struct):
     reply_markup: bytes | None = None
     reply_to_id: int | None = None
     edit_date: int | None = None
+    media: str | None = None  # a kind of sandbox.media.MEDIA_KINDS
+    views: int | None = None
+    forwards: int | None = None
 
 
 class PasswordRec(msgspec.Struct):
@@ -683,13 +687,20 @@ class World:
         reply_markup: TLObject | None = None,
         reply_to_id: int | None = None,
         skip_key: int | None = None,
+        media: str | None = None,
+        views: int | None = None,
+        forwards: int | None = None,
     ) -> ChannelMessage:
         """Publish a post and push it to every member as UpdateNewChannelMessage.
 
-        Raises RpcError 403 CHAT_ADMIN_REQUIRED when ``author_id`` is not an admin.
+        ``media`` is a kind of :data:`sandbox.media.MEDIA_KINDS`; ``views`` and
+        ``forwards`` the counters the post shows. Raises RpcError 403
+        CHAT_ADMIN_REQUIRED when ``author_id`` is not an admin, ValueError for an unknown
+        media kind.
         """
         if author_id is not None and author_id not in channel.admins:
             raise RpcError(403, "CHAT_ADMIN_REQUIRED")
+        check_media_kind(media)
         channel.last_msg_id += 1
         msg = ChannelMessage(
             id=channel.last_msg_id,
@@ -700,6 +711,9 @@ class World:
             entities=[bytes(e) for e in entities],
             reply_markup=bytes(reply_markup) if reply_markup is not None else None,
             reply_to_id=reply_to_id if self.channel_message(channel, reply_to_id or 0) else None,
+            media=media,
+            views=views,
+            forwards=forwards,
         )
         channel.messages.append(msg)
         self.save_soon()
@@ -1123,6 +1137,11 @@ class World:
                 reply_markup=tl_from_bytes(msg.reply_markup) if msg.reply_markup else None,
                 reply_to=_reply_header(msg.reply_to_id),
                 edit_date=msg.edit_date,
+                media=media_view(msg.media, channel.id << 24 | msg.id, msg.date, DC_ID)
+                if msg.media
+                else None,
+                views=msg.views,
+                forwards=msg.forwards,
             )
             self._post_views[key] = view
             if len(self._post_views) > POST_VIEW_CACHE:

@@ -9,8 +9,10 @@ import asyncio
 import pytest
 from telethon import errors, events, functions, types
 
+from actors.convert import media_kind
 from sandbox.backend import RpcError
-from tests.sandbox.conftest import Clients, wait_for
+from sandbox.media import MEDIA_KINDS
+from tests.sandbox.conftest import Clients, next_item, wait_for
 from tests.sandbox.test_updates import calls, collect, drain
 
 
@@ -240,3 +242,24 @@ async def test_delayed_channel_updates_arrive_late_and_in_order(clients: Clients
     assert await drain(queue, 1) == ["prompt"]
     with pytest.raises(ValueError):
         control.delay_updates(slow.id, -1)
+
+
+async def test_posts_with_media_views_and_forwards(clients: Clients) -> None:
+    control = clients.sandbox.control
+    client, queue, (channel,) = await member_of_new_channels(clients, "gallery", 1)
+    for kind in MEDIA_KINDS:
+        control.post(channel.id, f"a {kind}", media=kind, views=100, forwards=7)
+    received = [(await next_item(queue)).message for _ in MEDIA_KINDS]
+    # Telethon tells the kinds apart as on Telegram, and so does the session actor's mapping.
+    assert [media_kind(m.media) for m in received] == list(MEDIA_KINDS)
+    by_kind = dict(zip(MEDIA_KINDS, received, strict=True))
+    assert by_kind["photo"].photo is not None and by_kind["voice"].voice is not None
+    assert by_kind["video"].video is not None and by_kind["sticker"].sticker is not None
+    assert {(m.views, m.forwards) for m in received} == {(100, 7)}
+    history = await client.get_messages("gallery0", limit=1)
+    assert history[0].sticker is not None and history[0].text == "a sticker"
+    assert control.history(channel.id)[0].media == "photo"
+    control.post_many(channel.id, count=2, media="document")
+    assert [m.media for m in control.history(channel.id)[-2:]] == ["document", "document"]
+    with pytest.raises(ValueError):
+        control.post(channel.id, "x", media="hologram")
