@@ -87,6 +87,9 @@ log = structlog.get_logger("run")
 
 COMMANDS = ("run", "status", "call", "login", "export-session", "import-session", "curve-keys")
 _QR_ATTEMPTS = 3
+# What a process hosts without --actors: the whole system includes the application's
+# store; a node of a multi-process deployment hosts what it is told (the store once).
+DEFAULT_ACTORS = {"all": "echo,store=store:main", "node": "echo"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,8 +159,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--role", choices=("all", "broker", "node"), default="all")
     run.add_argument(
         "--actors",
-        default="echo",
-        help="comma-separated actor kinds to host, KIND or KIND=ADDRESS (default: echo)",
+        default=None,
+        help="comma-separated actor kinds to host, KIND or KIND=ADDRESS "
+        f"(default: {DEFAULT_ACTORS['all']} for the whole system, {DEFAULT_ACTORS['node']} "
+        "for a node)",
     )
     run.add_argument(
         "--accounts",
@@ -232,7 +237,8 @@ def _message_types_help() -> str:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    actors = parse_actor_specs(_split(args.actors), actor_kinds(settings))
+    specs = DEFAULT_ACTORS.get(args.role, "") if args.actors is None else args.actors
+    actors = parse_actor_specs(_split(specs), actor_kinds(settings))
     demo = None
     if args.role == "all" and not settings.accounts and args.accounts is None:
         demo, accounts = start_demo(settings.data_dir)

@@ -14,6 +14,7 @@ from actors.bot import BotActor
 from actors.echo import EchoActor
 from actors.parser import PARSER_ADDRESS, ParserActor
 from actors.session import SessionActor, session_address
+from actors.store import StoreActor
 from config import Settings
 from runtime.actor import ActorFactory
 from runtime.errors import UsageError
@@ -27,10 +28,17 @@ def actor_kinds(settings: Settings) -> dict[str, ActorFactory]:
     ``bot`` is one BotActor per bot account, at ``bot:<account>``
     (``--actors bot=bot:newsbot``).
     """
+    store = functools.partial(
+        StoreActor,
+        path=settings.store_path(),
+        synchronous=settings.store.synchronous,
+        batch_limit=settings.store.batch_limit,
+    )
     return {
         "echo": EchoActor,
         "parser": functools.partial(ParserActor, settings=settings.parser),
         "bot": functools.partial(BotActor, settings=settings),
+        "store": store,
     }
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "ServerSettings",
     "SessionSettings",
     "Settings",
+    "StoreSettings",
     "SupervisionSettings",
     "TelegramSettings",
     "dump_settings",
@@ -220,6 +221,20 @@ class BotSettings(_Section):
     delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
 
 
+class StoreSettings(_Section):
+    """The application database owned by ``store:main`` (one SQLite file, WAL mode)."""
+
+    # The SQLite file; empty means <data_dir>/store.sqlite3.
+    path: str = ""
+    # "normal": a reply means the write survives the process being killed (kill -9, a
+    # crash); only a power loss or OS crash may lose the last commits. "full" also
+    # survives those (an fsync per commit).
+    synchronous: Literal["normal", "full"] = "normal"
+    # Under load, up to this many consecutive write requests share one commit (replies
+    # still go out only after it).
+    batch_limit: PositiveInt = 256
+
+
 class Settings(_Section):
     """All settings; build it with `config.load_settings`."""
 
@@ -233,6 +248,12 @@ class Settings(_Section):
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     parser: ParserSettings = msgspec.field(default_factory=ParserSettings)
     bot: BotSettings = msgspec.field(default_factory=BotSettings)
+
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+
+    def store_path(self) -> str:
+        """The store's SQLite file: ``store.path``, or ``store.sqlite3`` in ``data_dir``."""
+        return self.store.path or f"{self.data_dir}/store.sqlite3"
 
     def account(self, name: str) -> AccountSettings:
         """Return account ``name`` with ``api_id``/``api_hash`` filled from ``telegram``.

@@ -45,6 +45,11 @@ class Port(Protocol):
     def send_reply(self, envelope: Envelope) -> None:
         """Send a reply; dropped if its request was already answered (timed out)."""
 
+    @property
+    def backlog(self) -> int:
+        """Messages waiting in this actor's mailbox behind the one being handled."""
+        return self._backlog()
+
     def publish(self, topic: str, event: Message) -> None:
         """Publish an event on the bus (at most once, to current subscribers)."""
 
@@ -55,15 +60,21 @@ class Port(Protocol):
 class ActorContext:
     """An actor's handle on the world: its address, and sending, asking, publishing."""
 
-    def __init__(self, address: str, port: Port) -> None:
+    def __init__(self, address: str, port: Port, backlog: Callable[[], int] = lambda: 0) -> None:
         self.address = address
         self.epoch = 0
         self._port = port
+        self._backlog = backlog
         self.log = structlog.get_logger("actor").bind(address=address, node=port.node_id)
 
     @property
     def node_id(self) -> str:
         return self._port.node_id
+
+    @property
+    def backlog(self) -> int:
+        """Messages waiting in this actor's mailbox behind the one being handled."""
+        return self._backlog()
 
     def publish(self, topic: str, event: Message) -> None:
         """Publish ``event`` under ``topic`` (built by :mod:`protocols.events`)."""
@@ -164,6 +175,10 @@ class Actor:
 
     def on_stop(self) -> None:
         """Called in the actor's thread after the last message, and before a restart."""
+
+    def on_idle(self) -> None:
+        """Called in the actor's thread when no message waits after one was handled: the
+        place to finish work batched across messages. A raise is supervised as a crash."""
 
     def handle(self, body: Message, envelope: Envelope) -> Reply:
         """Answer one request with the handler declared for its type.

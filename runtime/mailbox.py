@@ -68,7 +68,7 @@ class Mailbox:
     ) -> None:
         self.address = address
         self.capacity = capacity
-        self.ctx = ActorContext(address, port)
+        self.ctx = ActorContext(address, port, lambda: self.depth)
         self.supervision = Supervision(policy)
         self.stopping = threading.Event()
         # Set when the address may have moved on: queued requests are skipped, not run.
@@ -168,15 +168,26 @@ class _Runner(pykka.ThreadingActor):
     def on_receive(self, message: Envelope | _Event | _Settled) -> None:
         if isinstance(message, _Settled):
             self._settle(message)
-            return
-        if isinstance(message, _Event):
+        elif isinstance(message, _Event):
             self._mailbox.events_dequeued += 1
             self._notify(message)
+        else:
+            self._mailbox.dequeued += 1
+            reply = self._answer(message)
+            if reply is not None:
+                self._reply(message, reply)
+        if self._mailbox.depth == 0:
+            self._idle()
+
+    def _idle(self) -> None:
+        """Let the actor finish batched work: nothing waits (a later message calls again)."""
+        if self._actor is None:
             return
-        self._mailbox.dequeued += 1
-        reply = self._answer(message)
-        if reply is not None:
-            self._reply(message, reply)
+        try:
+            self._actor.on_idle()
+        except Exception as exc:
+            if self._recover(exc, None):
+                self._build()
 
     def _reply(self, envelope: Envelope, body: msgspec.Raw) -> None:
         self._port.send_reply(envelope.answer(body, sender=self.address))
