@@ -107,6 +107,7 @@ class Store:
         self.path = str(path)
         self._clock = clock
         self._savepoints = 0
+        self.commits = 0  # transactions committed since opening
         # Autocommit mode: transactions are begun and ended here, explicitly.
         self._conn = sqlite3.connect(self.path, isolation_level=None)
         try:
@@ -132,6 +133,7 @@ class Store:
     def commit(self) -> None:
         """Commit the open transaction: when this returns, its writes are durable."""
         self._conn.execute("COMMIT")
+        self.commits += 1
 
     def rollback(self) -> None:
         if self._conn.in_transaction:
@@ -564,6 +566,7 @@ class Store:
             db_bytes=one("SELECT page_count * page_size FROM pragma_page_count, pragma_page_size"),
             schema_version=schema_version(self._conn),
             per_channel=per_channel,
+            commits=self.commits,
         )
 
     # -- helpers ------------------------------------------------------------------------

@@ -202,6 +202,9 @@ class Deliveries(Message):
 
 
 class StoreStats(Message):
+    """Counts for status; ``commits`` counts transactions since the store opened (fewer
+    than writes when writes were batched)."""
+
     channels: int = 0
     subscriptions: int = 0
     posts: int = 0
@@ -209,6 +212,7 @@ class StoreStats(Message):
     db_bytes: int = 0
     schema_version: int = 0
     per_channel: list[ChannelStats] = []
+    commits: int = 0
 
 
 # -- requests ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ def test_unknown_actor_kind(system: System) -> None:
     done = system.command("--actors", "nope")
     assert done.returncode == 2
     assert "unknown actor kind 'nope' (known: echo" in done.stderr
+    assert "store" in done.stderr
     assert not (system.tmp / "data").exists()  # nothing was started
 
 
