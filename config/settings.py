@@ -248,7 +248,6 @@ class Settings(_Section):
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     parser: ParserSettings = msgspec.field(default_factory=ParserSettings)
     bot: BotSettings = msgspec.field(default_factory=BotSettings)
-
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
 
     def store_path(self) -> str:
