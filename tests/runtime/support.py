@@ -19,7 +19,9 @@ from pathlib import Path
 
 import msgspec
 
-from protocols.broker import Status
+from protocols.broker import GetStatus, Status
+from runtime.client import Client
+from runtime.errors import RequestError
 
 REPO = Path(__file__).resolve().parents[2]
 HEARTBEAT_S = 0.2
@@ -209,3 +211,16 @@ def overlapping(intervals: list[Live]) -> list[tuple[Live, Live]]:
         for b in ordered[i + 1 :]
         if a.node != b.node and b.start < a.stop
     ]
+
+
+def current_owner(client: Client, address: str) -> str | None:
+    """The node the broker names as ``address``'s owner (None: none, or no answer in 1 s).
+
+    Asked with ``client`` directly: faster than ``run.py status`` when a test polls.
+    """
+    try:
+        status = client.request("broker", GetStatus(), timeout=1)
+    except RequestError:
+        return None
+    assert isinstance(status, Status)
+    return next((a.node_id for a in status.addresses if a.address == address), None)

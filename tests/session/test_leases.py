@@ -18,10 +18,10 @@ import signal
 import time
 
 from protocols import session as s
-from protocols.broker import GetStatus, Status, lease_bounds
+from protocols.broker import lease_bounds
 from runtime.client import Client
 from runtime.errors import RequestError
-from tests.runtime.support import Proc, live_intervals, overlapping, wait_until
+from tests.runtime.support import Proc, current_owner, live_intervals, overlapping, wait_until
 from tests.session.conftest import Sessions
 
 ROUNDS = int(os.environ.get("SWITCHBOARD_SOAK_ROUNDS", "20"))
@@ -50,14 +50,8 @@ def _node(sessions: Sessions, node_id: str, data_dir: str, *extra: str, name: st
 
 
 def _owner(sessions: Sessions) -> str | None:
-    """The node the broker names as the account's owner (None if none, or no answer)."""
     with Client(sessions.broker) as client:
-        try:
-            status = client.request("broker", GetStatus(), timeout=1)
-        except RequestError:
-            return None
-    assert isinstance(status, Status)
-    return next((a.node_id for a in status.addresses if a.address == ADDRESS), None)
+        return current_owner(client, ADDRESS)
 
 
 def _authorized(sessions: Sessions) -> bool:
