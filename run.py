@@ -88,8 +88,9 @@ log = structlog.get_logger("run")
 COMMANDS = ("run", "status", "call", "login", "export-session", "import-session", "curve-keys")
 _QR_ATTEMPTS = 3
 # What a process hosts without --actors: the whole system includes the application's
-# store; a node of a multi-process deployment hosts what it is told (the store once).
-DEFAULT_ACTORS = {"all": "echo,store=store:main", "node": "echo"}
+# store and serves the HTTP API; a node of a multi-process deployment hosts what it is
+# told (the store and the API once each).
+DEFAULT_ACTORS = {"all": "echo,store=store:main,api=api:main", "node": "echo"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 
+from actors.api import ApiActor
 from actors.bot import BotActor
 from actors.echo import EchoActor
 from actors.parser import PARSER_ADDRESS, ParserActor
@@ -39,6 +40,7 @@ def actor_kinds(settings: Settings) -> dict[str, ActorFactory]:
         "parser": functools.partial(ParserActor, settings=settings.parser),
         "bot": functools.partial(BotActor, settings=settings),
         "store": store,
+        "api": functools.partial(ApiActor, settings=settings),
     }
 
 

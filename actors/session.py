@@ -690,13 +690,14 @@ class SessionActor(Actor):
                 exclusive=True,
             )
         except tg_errors.SessionPasswordNeededError:
-            settings = await self._telegram(
-                "GetPasswordRequest",
-                env,
-                lambda: self.client(functions.account.GetPasswordRequest()),
-            )
-            return s.PasswordNeeded(hint=settings.hint or "")
+            return s.PasswordNeeded(hint=await self._password_hint(env))
         return await self._logged_in(me)
+
+    async def _password_hint(self, env: Envelope) -> str:
+        settings = await self._telegram(
+            "GetPasswordRequest", env, lambda: self.client(functions.account.GetPasswordRequest())
+        )
+        return settings.hint or ""
 
     @handles(s.SubmitPassword)
     async def _submit_password(self, body: s.SubmitPassword, env: Envelope) -> Message:
@@ -731,6 +732,11 @@ class SessionActor(Actor):
         if not task.done():
             return s.QrLoginState(state="waiting")
         self._qr_task = None
+        if not task.cancelled() and isinstance(
+            task.exception(), tg_errors.SessionPasswordNeededError
+        ):
+            hint = await self._password_hint(env)
+            return s.QrLoginState(state="password_needed", hint=hint)
         if task.cancelled() or task.exception() is not None:
             return s.QrLoginState(state="expired")
         logged = await self._logged_in(task.result())

@@ -227,12 +227,15 @@ class StartQrLogin(Request[QrLogin]):
 
 
 class QrLoginState(Message):
-    state: Literal["waiting", "done", "expired"]
+    state: Literal["waiting", "done", "expired", "password_needed"]
     user: User | None = None
+    hint: str = ""
 
 
 class QrLoginStatus(Request[QrLoginState]):
-    """Answered :class:`QrLoginState` (``waiting``, ``done`` with the user, ``expired``)."""
+    """Answered :class:`QrLoginState`: ``waiting``, ``done`` with the user, ``expired``, or
+    ``password_needed`` (with the password's ``hint``) when the account that accepted the
+    code has two-step verification; then send :class:`SubmitPassword`."""
 
 
 class LoggedOut(Message):

@@ -152,12 +152,20 @@ async def log_out(call: Call, _query: functions.auth.LogOutRequest) -> types.aut
 async def export_login_token(
     call: Call, _query: functions.auth.ExportLoginTokenRequest
 ) -> types.auth.LoginToken | types.auth.LoginTokenSuccess:
-    """A fresh QR token, or loginTokenSuccess once another session accepted this key's token."""
+    """A fresh QR token, or loginTokenSuccess once another session accepted this key's token.
+
+    Raises 401 SESSION_PASSWORD_NEEDED when the accepting account has a password: as with
+    a code login, the key then waits for auth.checkPassword.
+    """
     world = call.world
     for token in list(world.login_tokens.values()):
         if token.key_id == call.key.key_id and token.user_id is not None:
             del world.login_tokens[token.token]
-            call.user = world.user(token.user_id)
+            user = world.user(token.user_id)
+            if user.password is not None:
+                world.password_logins[call.key.key_id] = user.id
+                raise RpcError(401, "SESSION_PASSWORD_NEEDED")
+            call.user = user
             return types.auth.LoginTokenSuccess(authorization=_authorization(call))
     for stale in [t.token for t in world.login_tokens.values() if t.key_id == call.key.key_id]:
         del world.login_tokens[stale]
@@ -176,7 +184,9 @@ async def accept_login_token(
 ) -> types.Authorization:
     """Log the waiting key in as the caller and push it updateLoginToken.
 
-    Raises AUTH_TOKEN_INVALID (unknown or already used) / AUTH_TOKEN_EXPIRED.
+    An account with a password is not logged in yet: the waiting key's next
+    auth.exportLoginToken asks for the password. Raises AUTH_TOKEN_INVALID (unknown or
+    already used) / AUTH_TOKEN_EXPIRED.
     """
     world = call.world
     token = world.login_tokens.get(query.token)
@@ -189,7 +199,8 @@ async def accept_login_token(
     if waiting is None:
         raise RpcError(400, "AUTH_TOKEN_INVALID")
     token.user_id = call.me.id
-    world.bind(waiting, call.me)
+    if call.me.password is None:
+        world.bind(waiting, call.me)
     world.push_to_key(token.key_id, types.UpdateShort(update=types.UpdateLoginToken(), date=now()))
     return types.Authorization(
         hash=secrets.randbits(62),

@@ -1,0 +1,141 @@
+"""What every part of the API shares: the app's typed keys, the route record, JSON in and out.
+
+Handlers are module-level coroutines that read what they need from the app through the
+keys below (aiohttp's ``AppKey``: typed, and no string keys), decode their input into the
+strict structs of :mod:`protocols.api` or a protocol request, ``await`` one typed request
+and encode the reply. Refusals are raised as :class:`runtime.errors.RequestError` carrying
+the typed error; the app's one middleware turns every one into an HTTP status and a JSON
+:class:`protocols.api.ErrorBody`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from config import Settings
+from protocols import errors
+from protocols.base import Message, Request
+from runtime.errors import RequestError
+
+__all__ = [
+    "CLIENT",
+    "PARSER",
+    "SETTINGS",
+    "STORE",
+    "Param",
+    "Requester",
+    "Route",
+    "bad_request",
+    "json_response",
+    "query_int",
+    "read_json",
+]
+
+R = TypeVar("R", bound=Message)
+S = TypeVar("S")
+
+STORE = "store:main"
+PARSER = "parser:main"
+BROKER = "broker"
+
+
+class Requester(Protocol):
+    """What the API needs of the runtime: one typed request (``AsyncClient`` is one).
+
+    ``request`` returns the declared reply or raises RequestError with the typed error.
+    """
+
+    async def request(
+        self, target: str, body: Request[R], timeout: float = 10.0, idempotency_key: str = ""
+    ) -> R: ...
+
+
+CLIENT = web.AppKey("client", Requester)
+SETTINGS = web.AppKey("settings", Settings)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A path or query parameter, as the OpenAPI document lists it."""
+
+    name: str
+    where: str  # "path" or "query"
+    type: str = "integer"  # "integer" or "string"
+    required: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: how it is served, documented and guarded (``guarded``: needs the token)."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    reply: Any = None  # the JSON reply's type (a Struct), or None
+    body: Any = None  # the JSON request body's type, or None
+    params: tuple[Param, ...] = ()
+    guarded: bool = False
+    content: str = "application/json"
+
+
+def bad_request(message: str) -> RequestError:
+    """The exception a handler raises for input it refuses (HTTP 400, nothing done)."""
+    return RequestError(errors.BadRequest(message=message))
+
+
+async def read_json(request: web.Request, kind: type[S]) -> S:
+    """The request's JSON body decoded as ``kind``, strictly.
+
+    Raises RequestError(BadRequest) for a body that is not JSON, has unknown or missing
+    fields or wrong types; aiohttp raises 413 for a body over the app's size limit.
+    """
+    raw = await request.read()
+    try:
+        return msgspec.json.decode(raw or b"{}", type=kind)
+    except msgspec.ValidationError as exc:
+        raise bad_request(f"invalid body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise bad_request(f"body is not JSON: {exc}") from None
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """Integer query parameter ``name`` within ``[low, high]``; RequestError(BadRequest) else."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise bad_request(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    """Path parameter ``name`` as a channel id (a non-zero integer); BadRequest otherwise."""
+    raw = request.match_info[name]
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be an integer channel id, got {raw!r}") from None
+    if value == 0 or abs(value) >= 2**63:
+        raise bad_request(f"{name} {raw} is not a channel id")
+    return value
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(value: Any, status: int = 200) -> web.Response:
+    """``value`` (a Struct, or builtins) as a JSON response."""
+    return web.Response(body=_encoder.encode(value), status=status, content_type="application/json")
