@@ -107,7 +107,7 @@ async def gather(client: Requester, settings: Settings, rate: PostRate) -> Statu
         channels=channels.channels if channels else [],
         store=stats,
         posts_per_minute=rate.series(now),
-        problems=sorted(problems),
+        problems=sorted(set(problems)),
     )
 
 

@@ -1,0 +1,257 @@
+"""The HTTP API over a running system: every endpoint with good and bad input, the token,
+the OpenAPI document, the metrics, the status page in a browser, and a killed API process.
+
+The system (``tests/api/conftest.py``) has session actors but no store or parser: those
+endpoints answer 503 here, which also proves a request got past the checks; the
+end-to-end channel tests live in ``test_channels.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+import msgspec
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestClient, TestServer
+from openapi_spec_validator import validate
+from prometheus_client.parser import text_string_to_metric_families
+
+from actors.api import ROUTES, create_app
+from config import load_settings
+from protocols import session as s
+from protocols.api import StatusReport
+from runtime.client import AsyncClient, Client
+from tests.api.conftest import TOKEN, ApiSystem
+from tests.browser import screenshot
+from tests.runtime.support import free_port, wait_until
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+
+async def _metrics(client: TestClient | ClientSession) -> dict[tuple[str, tuple[Any, ...]], float]:
+    """The /metrics samples as {(name, sorted labels): value}, parsed by prometheus_client."""
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(await response.text())
+        for sample in family.samples
+    }
+
+
+async def eventually(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    """Poll the coroutine ``predicate`` until it is true; AssertionError on timeout."""
+    give_up = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < give_up, f"timed out after {timeout}s waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def _asked(samples: dict[tuple[str, tuple[Any, ...]], float], kind: str) -> float:
+    """How many requests of message type ``kind`` the API has sent."""
+    return sum(
+        value
+        for (name, labels), value in samples.items()
+        if name == "switchboard_requests_total" and ("type", kind) in labels
+    )
+
+
+async def test_health_ready_and_status_report_the_running_system(api_system: ApiSystem) -> None:
+    async with ClientSession(api_system.url) as http:
+        health = await http.get("/health")
+        assert health.status == 200 and await health.json() == {"status": "ok"}
+
+        ready = await http.get("/ready")
+        body = await ready.json()
+        assert ready.status == 503  # no store in this system
+        assert body["broker"] is True and body["store"] is False
+        accounts = {a["account"]: a["authorized"] for a in body["accounts"]}
+        assert accounts == {"alice": True, "bob": False, "carol": False}
+
+        response = await http.get("/status", headers={"Accept": "application/json"})
+        assert response.status == 200
+        report = msgspec.json.decode(await response.read(), type=StatusReport)
+    assert {n.node_id for n in report.nodes} == {"n1", "api1"}
+    states = {a.address: a.state for a in report.actors}
+    assert "api:main" in states and states["session:alice"] == "running"
+    alice = next(a for a in report.accounts if a.account == "alice")
+    assert alice.authorized and alice.user is not None and alice.user.id == api_system.alice.id
+    assert any(p.startswith("store:main: NoSuchAddress") for p in report.problems)
+    assert len(report.posts_per_minute) == 30
+
+
+async def test_status_page_in_a_browser(api_system: ApiSystem, browser_page: Page) -> None:
+    response = await browser_page.goto(f"{api_system.url}/status")
+    assert response is not None and response.status == 200
+    assert response.headers["content-type"].startswith("text/html")
+    await browser_page.locator("h1", has_text="Switchboard").wait_for()
+    assert await browser_page.locator("svg.chart rect.bar").count() == 30
+    actors = browser_page.locator("table", has=browser_page.locator("th", has_text="mailbox"))
+    assert "session:alice" in await actors.inner_text()
+    problems = await browser_page.locator("li.problem").all_inner_texts()
+    assert any(p.startswith("store:main: NoSuchAddress") for p in problems)
+    refresh = browser_page.locator('meta[http-equiv="refresh"]')
+    assert await refresh.get_attribute("content") == "5"
+    await screenshot(browser_page, "status_page")
+
+
+async def test_openapi_document_validates_and_lists_every_route(api_system: ApiSystem) -> None:
+    async with ClientSession(api_system.url) as http:
+        doc = await (await http.get("/openapi.json")).json()
+        report = await (await http.get("/status")).json()
+        health = await (await http.get("/health")).json()
+    validate(doc)  # OpenAPI 3.1, its schemas JSON Schema 2020-12
+    assert doc["openapi"] == "3.1.0"
+    served = {(r.method.lower(), r.path) for r in ROUTES}
+    documented = {(method, path) for path, ops in doc["paths"].items() for method in ops}
+    assert documented == served
+    assert doc["paths"]["/channels"]["post"]["security"] == [{"bearer": []}]
+    assert "security" not in doc["paths"]["/channels"]["get"]
+    # What the server sends validates against what the document says it sends.
+    for body, name in ((report, "StatusReport"), (health, "Health")):
+        schema = {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}
+        jsonschema.Draft202012Validator(schema).validate(body)
+    bad = {"$ref": "#/components/schemas/NewChannel", "components": doc["components"]}
+    assert not jsonschema.Draft202012Validator(bad).is_valid({"ref": "@x", "extra": 1})
+
+
+async def test_metrics_parse_and_counters_move_as_requests_flow(api_system: ApiSystem) -> None:
+    async with ClientSession(api_system.url) as http:
+        before = await _metrics(http)
+        assert (await http.get("/health")).status == 200
+        after = await _metrics(http)
+        key = ("switchboard_http_requests_total", (("route", "/health"), ("status", "200")))
+        assert after[key] == before.get(key, 0) + 1
+        assert after[("switchboard_mailbox_depth", (("address", "session:alice"),))] >= 0
+        assert ("switchboard_account_authorized", (("account", "alice"),)) in after
+        assert after[("switchboard_reconnects_total", (("account", "alice"),))] >= 0
+        assert after[("switchboard_request_errors_total", (("type", "NoSuchAddress"),))] >= 1
+
+        # The status figures are gathered again once the last report is a second old.
+        async def asked_again() -> bool:
+            return _asked(await _metrics(http), "GetSessionStatus") > _asked(
+                after, "GetSessionStatus"
+            )
+
+        await eventually(asked_again, 10, "GetSessionStatus to be counted again")
+    latency = [
+        v
+        for (n, labels), v in after.items()
+        if n == "switchboard_request_seconds_count" and ("type", "GetStatus") in labels
+    ]
+    assert latency and latency[0] >= 1
+
+
+async def test_changes_need_the_token_and_nothing_is_asked_without_it(
+    app_client: TestClient,
+) -> None:
+    for method, path in (("POST", "/channels"), ("DELETE", "/channels/-1001234")):
+        missing = await app_client.request(method, path, json={"ref": "@news"})
+        assert missing.status == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+        assert (await missing.json())["code"] == "Unauthorized"
+        wrong = await app_client.request(
+            method, path, json={"ref": "@news"}, headers={"Authorization": "Bearer nope"}
+        )
+        assert wrong.status == 403 and (await wrong.json())["message"] == "wrong API token"
+    page = await app_client.get("/login/bob")
+    assert page.status == 401 and "API token needed" in await page.text()
+    qr = await app_client.post("/login/bob/qr")
+    assert qr.status == 401
+    samples = await _metrics(app_client)
+    for kind in ("AddChannel", "RemoveChannel", "StartQrLogin"):
+        assert _asked(samples, kind) == 0, kind
+
+    # With the token the request goes through (to a parser this system does not run).
+    through = await app_client.post(
+        "/channels", json={"ref": "@news"}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert through.status == 503 and (await through.json())["code"] == "NoSuchAddress"
+
+
+async def test_without_a_configured_token_changes_and_login_pages_are_refused(
+    api_system: ApiSystem,
+) -> None:
+    settings = load_settings(api_system.sessions.write_config(), env={})
+    assert settings.api.token is None
+    runtime_client = AsyncClient(api_system.sessions.broker)
+    async with runtime_client, TestClient(TestServer(create_app(runtime_client, settings))) as c:
+        for headers in ({}, {"Authorization": "Bearer anything"}):
+            refused = await c.post("/channels", json={"ref": "@news"}, headers=headers)
+            assert refused.status == 403
+            assert "api.token is not configured" in (await refused.json())["message"]
+            page = await c.get("/login/bob", headers=headers)
+            assert page.status == 403 and "api.token is not configured" in await page.text()
+        assert (await c.get("/health")).status == 200  # reading stays open
+        assert _asked(await _metrics(c), "AddChannel") == 0
+
+
+BAD_REQUESTS = [
+    ("POST", "/channels", b"{not json", 400),
+    ("POST", "/channels", b'{"ref": "@news", "extra": 1}', 400),
+    ("POST", "/channels", b"{}", 400),
+    ("POST", "/channels", b'{"ref": ""}', 400),
+    ("POST", "/channels", b'{"ref": "@news", "backfill": "all"}', 400),
+    ("POST", "/channels", b'{"ref": "' + b"x" * 70_000 + b'"}', 413),
+    ("DELETE", "/channels/abc", b"", 400),
+    ("GET", "/channels/abc/posts", b"", 400),
+    ("GET", "/channels/0/posts", b"", 400),
+    ("GET", "/channels/-1001/posts?limit=0", b"", 400),
+    ("GET", "/channels/-1001/posts?before_id=x", b"", 400),
+    ("GET", "/posts/search", b"", 400),
+    ("GET", "/posts/search?q=" + "x" * 300, b"", 400),
+    ("GET", "/posts/since?seq=-1", b"", 400),
+    ("GET", "/posts/since?seq=1&limit=100000", b"", 400),
+    ("POST", "/login/carol/code", b'{"code": 12345}', 400),
+    ("POST", "/login/carol/password", b'{"password": "x", "remember": true}', 400),
+    ("PUT", "/channels", b"{}", 405),
+    ("GET", "/no/such/thing", b"", 404),
+]
+
+
+async def test_bad_input_is_refused_before_any_actor_is_asked(app_client: TestClient) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    for method, path, body, status in BAD_REQUESTS:
+        response = await app_client.request(method, path, data=body, headers=headers)
+        assert response.status == status, (method, path[:60], await response.text())
+        error = await response.json()
+        assert set(error) == {"code", "message"} and error["message"], error
+    samples = await _metrics(app_client)
+    for kind in ("AddChannel", "RemoveChannel", "GetPosts", "SearchPosts", "PostsSince"):
+        assert _asked(samples, kind) == 0, kind
+    for kind in ("SubmitCode", "SubmitPassword"):
+        assert _asked(samples, kind) == 0, kind
+
+
+def _get(url: str) -> tuple[int, Any]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, json.loads(response.read())
+
+
+def test_the_api_process_killed_and_restarted_serves_again(api_system: ApiSystem) -> None:
+    sessions = api_system.sessions
+    api_system.api.signal(signal.SIGKILL)
+    api_system.api.popen.wait(10)
+    with Client(sessions.broker) as client:
+        # Nothing else is affected: alice's session actor answers as before.
+        status = client.request("session:alice", s.GetSessionStatus(), timeout=10)
+        assert status.authorized
+        wait_until(
+            lambda: "api:main" not in {a.address for a in sessions.status().addresses},
+            15,
+            "the dead API node's address to be released",
+        )
+    port = free_port()
+    api_system.api = api_system.start_api("api2", port)
+    code, health = _get(f"http://127.0.0.1:{port}/health")
+    assert code == 200 and health == {"status": "ok"}
+    _, report = _get(f"http://127.0.0.1:{port}/status")
+    assert {n["node_id"] for n in report["nodes"]} == {"n1", "api2"}
