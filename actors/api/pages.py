@@ -228,12 +228,15 @@ function render(step) {
     say('A login code was sent to your Telegram app. Type it below.', 'success');
   } else if (step.state === 'password_needed') {
     clearTimeout(timer);
-    show('password-form', true); show('code-form', false); $('password').focus();
+    show('password-form', true); show('qr-start-card', false); show('phone-card', false);
+    $('password').focus();
     $('hint').textContent = step.hint ? ' (hint: ' + step.hint + ')' : '';
     say('This account has two-step verification: enter its password.', 'success');
   } else if (step.state === 'done') {
     clearTimeout(timer);
-    for (const id of ['qr-start-card', 'phone-card', 'password-form']) show(id, false);
+    for (const id of ['state', 'qr-start-card', 'phone-card', 'password-form']) {
+      show(id, false);
+    }
     say('Login succeeded: logged in as ' + who(step.user) + '.', 'success');
   }
 }
@@ -265,7 +268,7 @@ def login_page(account: str, phone: str, status: SessionStatus | None) -> str:
     else:
         state = f"{account} is not logged in ({status.state if status else 'unknown state'})."
     body = f"""
-<h1>Log in {escape(account)}</h1><p class="sub">{escape(state)}</p>
+<h1>Log in {escape(account)}</h1><p class="sub" id="state">{escape(state)}</p>
 <p id="message" role="status"></p>
 <div class="card" id="qr-start-card"><h2>With the QR code</h2>
 <p>Open Telegram on your phone: Settings &gt; Devices &gt; Link Desktop Device, and scan.</p>
