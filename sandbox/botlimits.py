@@ -79,28 +79,32 @@ class BotLimiter:
         bot_id: int,
         chat_id: int,
         kind: ChatKind,
-        overall: Rate,
-        per_chat: Rate,
+        limits: tuple[Rate, Rate] | None,
         forced_wait: float = 0.0,
     ) -> None:
         """Take a token from the bot's and the chat's bucket and log the send.
 
-        ``forced_wait`` is a flood wait injected for this chat (seconds left). Raises
-        RpcError 420 ``FLOOD_WAIT_<X>`` (nothing taken, the refusal counted) when either
-        bucket is empty or a wait is forced.
+        ``limits`` is ``(overall, per_chat)``, or None for no limits (the send is only
+        logged). ``forced_wait`` is a flood wait injected for this chat (seconds left).
+        Raises RpcError 420 ``FLOOD_WAIT_<X>`` (nothing taken, the refusal counted) when
+        either bucket is empty or a wait is forced.
         """
         now = self._clock()
         chat_log = self.logs.get((bot_id, chat_id))
         if chat_log is None:
             chat_log = self.logs[(bot_id, chat_id)] = ChatLog(kind)
-        bot = self._bots.setdefault(bot_id, _Bucket(overall.burst, now))
-        chat = self._chats.setdefault((bot_id, chat_id), _Bucket(per_chat.burst, now))
-        wait = max(forced_wait, bot.wait(overall, now), chat.wait(per_chat, now))
+        buckets: list[tuple[_Bucket, Rate]] = []
+        if limits is not None:
+            overall, per_chat = limits
+            bot = self._bots.setdefault(bot_id, _Bucket(overall.burst, now))
+            chat = self._chats.setdefault((bot_id, chat_id), _Bucket(per_chat.burst, now))
+            buckets = [(bot, overall), (chat, per_chat)]
+        wait = max([forced_wait, *(b.wait(rate, now) for b, rate in buckets)])
         if wait > 0:
             chat_log.refused += 1
             raise RpcError(420, f"FLOOD_WAIT_{max(1, math.ceil(wait))}")
-        bot.tokens -= 1
-        chat.tokens -= 1
+        for bucket, _rate in buckets:
+            bucket.tokens -= 1
         chat_log.sent += 1
         chat_log.times.append(now)
 

@@ -843,22 +843,19 @@ class World:
     def admit_bot_send(self, bot: UserRec, chat_id: int, kind: ChatKind) -> None:
         """Apply the bot sending limits to one send of ``bot`` to ``chat_id``.
 
-        No-op for users and with ``limits.bot_limits`` off. Raises RpcError 420
-        ``FLOOD_WAIT_<X>`` (see :mod:`sandbox.botlimits`; an injected ``chat_flood``
-        fault counts as an empty bucket).
+        No-op for users; with ``limits.bot_limits`` off the send is only logged (an
+        injected ``chat_flood`` still refuses it). Raises RpcError 420 ``FLOOD_WAIT_<X>``
+        (see :mod:`sandbox.botlimits`).
         """
         if not bot.bot:
             return
-        forced = self.faults.chat_flood_left(bot.id, chat_id)
-        if not self.limits.bot_limits and not forced:
-            return
         limits = self.limits
-        per_chat: Rate = limits.bot_private if kind == "private" else limits.bot_channel
-        if not limits.bot_limits:  # only the forced wait applies
-            per_chat = overall = Rate(float("inf"), float("inf"))
-        else:
-            overall = limits.bot_overall
-        self.bot_limiter.admit(bot.id, chat_id, kind, overall, per_chat, forced)
+        rates = None
+        if limits.bot_limits:
+            per_chat = limits.bot_private if kind == "private" else limits.bot_channel
+            rates = (limits.bot_overall, per_chat)
+        forced = self.faults.chat_flood_left(bot.id, chat_id)
+        self.bot_limiter.admit(bot.id, chat_id, kind, rates, forced)
 
     def remember_sent(self, key: tuple[int, int], result: TLObject) -> None:
         """Keep a sendMessage result for deduplication (the oldest beyond SENT_MEMORY go)."""

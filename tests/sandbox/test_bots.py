@@ -116,6 +116,8 @@ async def test_limits_are_configurable_and_can_be_turned_off(clients: Clients) -
     control.set_limits(bot_limits=False)
     for i in range(10):
         await bot.send_message(account.id, f"free {i}")
+    [log] = control.bot_sends(bot_account.id)  # logged, never refused
+    assert (log.sent, log.refused) == (10, 0)
     control.set_limits(bot_limits=True, bot_private_per_s=0.2, bot_private_burst=1)
     control.reset_bot_sends()
     assert control.bot_sends(bot_account.id) == []
