@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from protocols import session as s
+from protocols.store import GetStoreStats
 from runtime.client import Client
 from tests.runtime.support import System, wait_until
 
@@ -23,17 +24,20 @@ def test_run_py_without_configuration_runs_the_demo(tmp_path: Path) -> None:
         )
         assert main.popen.poll() is None, main.log_text()
         addresses = {a.address for a in system.status().addresses}
-        assert {"echo", "session:demo", "session:reader"} <= addresses
+        assert {"echo", "session:demo", "session:reader", "store:main"} <= addresses
 
         with Client(system.broker) as client:
             history = client.request(
                 "session:reader", s.FetchHistory(peer="switchboard_news", limit=5), timeout=10
             )
             me = client.request("session:demo", s.GetMe(), timeout=10)
+            store = client.request("store:main", GetStoreStats(), timeout=10)
         assert isinstance(history, s.History)
         assert history.peer.username == "switchboard_news"
         assert [m.id for m in history.messages] == [3, 2, 1]
         assert isinstance(me, s.Me) and me.user.bot
+        assert store.schema_version > 0
+        assert (tmp_path / "data" / "store.sqlite3").exists()
         assert main.stop() == 0
         assert "Traceback" not in main.log_text()
     finally:
