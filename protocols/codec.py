@@ -118,6 +118,14 @@ def pack_body(body: Message) -> msgspec.Raw:
     return msgspec.Raw(_encoder.encode(body))
 
 
+def body_type(raw: msgspec.Raw | bytes) -> str:
+    """The ``type`` tag of the body in ``raw`` without opening the rest ("?" if unreadable)."""
+    try:
+        return _tag_decoder.decode(raw).type
+    except (msgspec.DecodeError, ValueError):
+        return "?"
+
+
 def open_body(raw: msgspec.Raw | bytes) -> Message:
     """The typed body inside ``raw``.
 

@@ -73,6 +73,7 @@ from protocols.codec import (
 from protocols.envelope import Envelope
 from protocols.errors import Owner
 from runtime import curve
+from runtime.logging import LogThrottle
 
 log = structlog.get_logger("broker")
 
@@ -122,6 +123,7 @@ class Broker:
 
     def __init__(self, options: BrokerOptions, context: zmq.Context | None = None) -> None:
         self.options = options
+        self._bad_frame = LogThrottle(log, "bad frame")  # peers control how many
         self._zmq = context or zmq.Context.instance()
         self._nodes: dict[bytes, _Node] = {}
         self._by_node_id: dict[str, _Node] = {}
@@ -272,7 +274,7 @@ class Broker:
         try:
             packet = decode_packet(frame, self.options.max_frame_bytes)
         except FrameError as exc:
-            log.warning("bad frame", peer=_peer(identity), reason=exc.reason)
+            self._bad_frame(peer=_peer(identity), reason=exc.reason)
             self._answer_raw(identity, exc.request_id, exc.reason)
             return
         node = self._nodes.get(identity)

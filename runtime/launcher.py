@@ -23,7 +23,7 @@ from runtime import curve
 from runtime.actor import ActorFactory
 from runtime.broker import BROKER_ADDRESS, Broker, BrokerOptions
 from runtime.client import Client
-from runtime.errors import BrokerUnreachableError, EndpointError, RequestError, UsageError
+from runtime.errors import EndpointError, RequestError, UsageError
 from runtime.node import Node, NodeOptions
 from runtime.supervisor import RestartPolicy
 
@@ -213,19 +213,16 @@ def start_node(
     """A started node hosting ``actors``.
 
     Raises :class:`runtime.errors.AddressTakenError` naming the owner when an address is
-    owned elsewhere (unless ``standby``), BrokerUnreachableError when no broker answers.
+    owned elsewhere (unless ``standby``), :class:`runtime.errors.BrokerUnreachableError`
+    when no broker answers within ``runtime.request_timeout_s``.
     """
-    options = node_options(settings, local=local, standby=standby)
-    node = Node(options, node_id=node_id)
+    node = Node(node_options(settings, local=local, standby=standby), node_id=node_id)
     for address, factory in actors.items():
         node.add(address, factory)
     # The broker decides a claim at once; waiting as long as a request may covers a busy one.
     timeout = settings.runtime.request_timeout_s
     try:
         node.start(timeout=timeout)
-    except TimeoutError:
-        node.stop()
-        raise BrokerUnreachableError(options.broker, timeout) from None
     except BaseException:
         node.stop()
         raise

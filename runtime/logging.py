@@ -12,7 +12,9 @@ from __future__ import annotations
 import io
 import logging
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 import structlog
@@ -20,7 +22,14 @@ from structlog.types import EventDict, ExcInfo, Processor, WrappedLogger
 
 from config.secrets import REDACTED, Secret, redact_text
 
-__all__ = ["FORMATS", "LEVELS", "SENSITIVE_KEY_PARTS", "configure_logging", "redact_secrets"]
+__all__ = [
+    "FORMATS",
+    "LEVELS",
+    "SENSITIVE_KEY_PARTS",
+    "LogThrottle",
+    "configure_logging",
+    "redact_secrets",
+]
 
 LEVELS: Mapping[str, int] = {
     "debug": logging.DEBUG,
@@ -199,3 +208,53 @@ class _NamedWriteLoggerFactory:
     def __call__(self, *args: Any) -> _NamedWriteLogger:
         name = args[0] if args and isinstance(args[0], str) else _DEFAULT_LOGGER_NAME
         return _NamedWriteLogger(self._stream, name)
+
+
+class LogThrottle:
+    """One event that outsiders can make us log, logged at a bounded rate.
+
+    For input a peer controls (malformed frames, say): the first ``burst`` occurrences in
+    an interval of ``interval_s`` seconds are logged as they come, with their fields; the
+    rest are only counted, and the first occurrence after the interval logs one line with
+    ``suppressed`` (how many were not shown) before a new interval starts. So a flood costs
+    at most ``burst + 1`` lines per interval and nothing is hidden without a count.
+    Thread-safe.
+    """
+
+    def __init__(
+        self,
+        logger: Any,
+        event: str,
+        *,
+        burst: int = 5,
+        interval_s: float = 60.0,
+        level: str = "warning",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = getattr(logger, level)
+        self._event = event
+        self._burst = burst
+        self._interval_s = interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._started = clock()
+        self._logged = 0
+        self._suppressed = 0
+
+    def __call__(self, **fields: Any) -> None:
+        """Record one occurrence; log it unless this interval's burst is used up."""
+        with self._lock:
+            now = self._clock()
+            suppressed = 0
+            if now - self._started >= self._interval_s:
+                suppressed, self._suppressed = self._suppressed, 0
+                self._started, self._logged = now, 0
+            show = self._logged < self._burst
+            if show:
+                self._logged += 1
+            else:
+                self._suppressed += 1
+        if suppressed:
+            self._log(f"{self._event} (more not shown)", suppressed=suppressed)
+        if show:
+            self._log(self._event, **fields)

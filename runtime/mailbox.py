@@ -19,6 +19,7 @@ Guarantees:
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import queue
 import threading
 import time
@@ -31,7 +32,7 @@ import pykka
 from protocols import errors
 from protocols.base import Message
 from protocols.broker import ActorInfo
-from protocols.codec import FrameError, open_body, pack_body
+from protocols.codec import FrameError, body_type, open_body, pack_body
 from protocols.envelope import Envelope
 from protocols.events import ActorStateChanged, actor_topic
 from runtime.actor import Actor, ActorContext, ActorFactory, Port
@@ -53,6 +54,7 @@ class _Settled:
 
     envelope: Envelope
     future: concurrent.futures.Future[Message]
+    started: float  # when the request was taken from the mailbox (time.monotonic)
 
 
 class Mailbox:
@@ -173,9 +175,10 @@ class _Runner(pykka.ThreadingActor):
             self._notify(message)
         else:
             self._mailbox.dequeued += 1
-            reply = self._answer(message)
+            started = time.monotonic()
+            reply = self._answer(message, started)
             if reply is not None:
-                self._reply(message, reply)
+                self._reply(message, reply, started)
         if self._mailbox.depth == 0:
             self._idle()
 
@@ -189,10 +192,20 @@ class _Runner(pykka.ThreadingActor):
             if self._recover(exc, None):
                 self._build()
 
-    def _reply(self, envelope: Envelope, body: msgspec.Raw) -> None:
+    def _reply(self, envelope: Envelope, body: msgspec.Raw, started: float) -> None:
+        """Send the reply; at debug level, log the request, its reply and its latency."""
         self._port.send_reply(envelope.answer(body, sender=self.address))
+        if self.ctx.log.is_enabled_for(logging.DEBUG):
+            self.ctx.log.debug(
+                "request",
+                type=body_type(envelope.body),
+                reply=body_type(body),
+                sender=envelope.sender,
+                request_id=envelope.id,
+                latency_ms=round((time.monotonic() - started) * 1000, 3),
+            )
 
-    def _answer(self, envelope: Envelope) -> msgspec.Raw | None:
+    def _answer(self, envelope: Envelope, started: float) -> msgspec.Raw | None:
         """The reply to send now, or None (expired, or deferred until a future settles)."""
         if envelope.expired() or self._mailbox.abandoned.is_set():
             return None  # the node has answered (Timeout at the deadline, or Unavailable)
@@ -221,11 +234,11 @@ class _Runner(pykka.ThreadingActor):
             if key:
                 # The idempotency cache is this thread's: settle keyed requests here.
                 self._in_flight[key] = [envelope]
-                result.add_done_callback(lambda f: self._ref_tell(_Settled(envelope, f)))
+                result.add_done_callback(lambda f: self._ref_tell(_Settled(envelope, f, started)))
             else:
                 # Nothing to remember: reply from the thread that settled it, one hand-off
                 # less (send_reply is thread-safe).
-                result.add_done_callback(lambda f: self._reply(envelope, self._outcome(f)))
+                result.add_done_callback(lambda f: self._reply(envelope, self._outcome(f), started))
             return None
         reply = pack_body(result)
         if key and not isinstance(result, errors.Error):
@@ -261,7 +274,7 @@ class _Runner(pykka.ThreadingActor):
         if ok and not isinstance(future.result(), errors.Error):
             self._idempotency.put(key, reply)
         for waiting in self._in_flight.pop(key, [envelope]):
-            self._reply(waiting, reply)
+            self._reply(waiting, reply, settled.started)
 
     def _outcome(self, future: concurrent.futures.Future[Message]) -> msgspec.Raw:
         """The encoded reply a settled future stands for (``Internal`` if it raised)."""
@@ -303,6 +316,9 @@ class _Runner(pykka.ThreadingActor):
         if delay is None:
             self.ctx.log.error("actor failed", reason=self._supervision.describe_failure())
             return False
+        self.ctx.log.warning(
+            "actor restarting", after_s=round(delay, 3), restarts=self._supervision.restarts
+        )
         return not self._stopping.wait(delay)
 
     def _retire(self) -> None:

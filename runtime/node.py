@@ -73,6 +73,7 @@ from runtime.actor import ActorFactory
 from runtime.broker import SUBSOCKET_SEPARATOR
 from runtime.bus import BusListener
 from runtime.errors import NO_BROKER_ADVICE, AddressTakenError, BrokerUnreachableError
+from runtime.logging import LogThrottle
 from runtime.mailbox import Mailbox
 from runtime.supervisor import RestartPolicy
 
@@ -193,6 +194,7 @@ class Node:
         self.dropped_sends = 0
         self._send_failing = False
         self._log = log.bind(node=self.node_id)
+        self._bad_frame = LogThrottle(self._log, "dropped bad frame from broker")
 
     # -- public API ---------------------------------------------------------------
 
@@ -498,7 +500,7 @@ class Node:
             try:
                 packet = decode_packet(frame, self.options.max_frame_bytes)
             except FrameError as exc:
-                self._log.warning("dropped bad frame from broker", reason=exc.reason)
+                self._bad_frame(reason=exc.reason)
                 continue
             if isinstance(packet, Envelope):
                 self._on_envelope(packet)
@@ -589,6 +591,7 @@ class Node:
             self._suspended[address] = granted.epoch  # claimed again once the lease is renewed
             return
         self._suspended.pop(address, None)
+        renewed = self._epochs.get(address) == granted.epoch  # a re-claim, not a new grant
         self._epochs[address] = granted.epoch
         if self._refusals.pop(address, None) is not None:
             self._log.info("address taken over", address=address, epoch=granted.epoch)
@@ -599,7 +602,8 @@ class Node:
             )
             self._mailboxes[address] = mailbox
         mailbox.ctx.epoch = granted.epoch
-        self._log.info("hosting address", address=address, epoch=granted.epoch)
+        if not renewed:
+            self._log.info("hosting address", address=address, epoch=granted.epoch)
         with self._decided:
             self._decided.notify_all()
 
@@ -622,7 +626,9 @@ class Node:
         if address in self._mailboxes:
             self._stop_hosting(address, "another node owns it")
         if first:
-            self._log.error(
+            # What a standby expects (it waits for the address); a surprise otherwise.
+            report = self._log.info if self.options.standby else self._log.error
+            report(
                 "address refused",
                 address=address,
                 owner=owner.node_id,
@@ -682,6 +688,7 @@ class Node:
             retry.update((address, 0) for address in self._refusals)
         for address, previous in sorted(retry.items()):
             self._send(Claim(address=address, seq=self._next_seq(), previous=previous))
+
     def _shutdown(self) -> None:
         """Answer what is still pending, say goodbye, close the I/O thread's sockets."""
         for pending in list(self._pending.values()):

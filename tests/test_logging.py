@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from config import Secret
-from runtime.logging import configure_logging
+from runtime.logging import LogThrottle, configure_logging
 
 BOT_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawq"
 SESSION_STRING = "1" + "BVtsOK4Ah_" * 36
@@ -175,3 +175,37 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="unknown log format 'xml'"):
         configure_logging("info", "xml")
     configure_logging("WARNING", "json", io.StringIO())
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_throttle_logs_a_burst_then_counts_what_it_did_not_show() -> None:
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+    clock = FakeClock()
+    throttle = LogThrottle(
+        structlog.get_logger("broker"), "bad frame", burst=3, interval_s=10, clock=clock
+    )
+    for n in range(10):
+        throttle(n=n)
+    assert [(e["event"], e["n"], e["level"]) for e in lines(stream)] == [
+        ("bad frame", 0, "warning"),
+        ("bad frame", 1, "warning"),
+        ("bad frame", 2, "warning"),
+    ]
+    clock.now = 10.0
+    throttle(n=10)
+    shown = lines(stream)[3:]
+    assert [(e["event"], e.get("suppressed"), e.get("n")) for e in shown] == [
+        ("bad frame (more not shown)", 7, None),
+        ("bad frame", None, 10),
+    ]
+    clock.now = 25.0
+    throttle(n=11)  # a quiet interval: nothing to count, just the line
+    assert [e.get("n") for e in lines(stream)[5:]] == [11]
