@@ -477,7 +477,7 @@ class ParserActor(Actor):
                 history = await self._call(
                     reader.address, s.FetchHistory(peer=peer.id, limit=max(count, 1))
                 )
-                backfilled = await self._store(watch, history.messages, edited=())
+                backfilled = await self._store(watch, history.messages)
             except RequestError as exc:
                 watch.error = f"backfill: {exc.error.message}"
                 watch.next_check = time.monotonic()  # the reconciler fetches it soon
@@ -528,8 +528,7 @@ class ParserActor(Actor):
                         k, m = watch.pending.pop(0)
                         assert isinstance(m, ChatMessage)
                         run.append((k, m))
-                    edited = {m.id for k, m in run if k == "edit"}
-                    await self._store(watch, [m for _, m in run], edited, live=True)
+                    await self._store(watch, [m for _, m in run], live=True)
         finally:
             watch.draining = False
 
@@ -541,17 +540,17 @@ class ParserActor(Actor):
         except RequestError as exc:
             watch.error = f"delete: {exc.error.message}"
             return
-        if put.updated:
+        gone = [post.message_id for post in put.edited]
+        if gone:
             self.ctx.publish(
                 stored_topic(watch.id),
-                PostDeleted(channel_id=watch.id, message_ids=message_ids, last_seq=put.last_seq),
+                PostDeleted(channel_id=watch.id, message_ids=gone, last_seq=put.last_seq),
             )
 
     async def _store(
         self,
         watch: Watch,
         messages: Iterable[ChatMessage],
-        edited: Iterable[int],
         live: bool = False,
     ) -> int:
         """Put ``messages`` (any order, repeats allowed) and publish what the store changed.
@@ -571,14 +570,19 @@ class ParserActor(Actor):
             if old is None or post.edit_date >= old.edit_date:
                 newest[post.message_id] = post
         posts = [newest[k] for k in sorted(newest)]
-        edits = set(edited)
+        last = watch.channel.last_message_id
+        if live and posts and last and posts[0].message_id > last + 1:
+            # A live post past a hole: Telegram may have dropped the posts between
+            # (channelDifferenceTooLong, withheld updates). Fetch from below the hole.
+            watch.resync_from = last if watch.resync_from < 0 else min(watch.resync_from, last)
+            watch.next_check = time.monotonic()
         inserted = 0
         for start in range(0, len(posts), st.MAX_BATCH):
             chunk = posts[start : start + st.MAX_BATCH]
             try:
                 put = await self._call(STORE_ADDRESS, st.PutPosts(channel_id=watch.id, posts=chunk))
                 inserted += put.inserted
-                await self._publish(watch, put, edits)
+                self._publish(watch, put)
             except RequestError as exc:
                 first = chunk[0].message_id - 1
                 if watch.resync_from < 0 or first < watch.resync_from:
@@ -599,21 +603,13 @@ class ParserActor(Actor):
             watch.resync_from = -1
         return inserted
 
-    async def _publish(self, watch: Watch, put: st.PostsPut, edits: set[int]) -> None:
-        """Publish the posts one PutPosts changed: its seqs are the last ``changed`` ones
-        of the store's sequence (one request is one transaction of its single writer)."""
-        changed = put.inserted + put.updated
-        if not changed:
-            return
-        page = await self._call(
-            STORE_ADDRESS,
-            st.PostsSince(after_seq=put.last_seq - changed, limit=changed, channel_ids=[watch.id]),
-        )
-        for post in page.posts:
-            if post.seq > put.last_seq:
-                break
-            event = PostEdited(post=post) if post.message_id in edits else PostStored(post=post)
-            self.ctx.publish(stored_topic(watch.id), event)
+    def _publish(self, watch: Watch, put: st.PostsPut) -> None:
+        """Publish what one committed PutPosts changed: new posts and newer edits."""
+        topic = stored_topic(watch.id)
+        for post in put.stored:
+            self.ctx.publish(topic, PostStored(post=post))
+        for post in put.edited:
+            self.ctx.publish(topic, PostEdited(post=post))
 
     # -- readers' sessions -----------------------------------------------------------
 
@@ -724,7 +720,7 @@ class ParserActor(Actor):
         if not fetched:
             watch.resync_from = -1
             return 0
-        new = await self._store(watch, fetched, edited=())
+        new = await self._store(watch, fetched)
         if new:
             self.ctx.log.info("reconciled missing posts", channel=watch.id, posts=new)
         return new

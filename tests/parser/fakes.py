@@ -150,36 +150,40 @@ class FakeStore:
                     posts = [p for p in posts if p.channel_id in body.channel_ids]
                 return st.Posts(posts=posts[: body.limit], last_seq=self.seq)
             if isinstance(body, st.DeletePosts):
-                changed = 0
+                gone: list[st.Post] = []
                 for mid in body.message_ids:
                     post = self.posts.get((body.channel_id, mid))
                     if post is not None and not post.deleted:
                         self.seq += 1
-                        self.posts[(body.channel_id, mid)] = msgspec.structs.replace(
-                            post, deleted=True, seq=self.seq
-                        )
-                        changed += 1
-                return st.PostsPut(updated=changed, last_seq=self.seq)
+                        gone.append(msgspec.structs.replace(post, deleted=True, seq=self.seq))
+                        self.posts[(body.channel_id, mid)] = gone[-1]
+                return st.PostsPut(updated=len(gone), last_seq=self.seq, edited=gone)
             assert isinstance(body, st.PutPosts)
             if body.channel_id not in self.channels:
                 return errors.NotFound(message=f"channel {body.channel_id} is not kept")
-            inserted = updated = 0
+            stored: list[st.Post] = []
+            edited: list[st.Post] = []
             for data in body.posts:
                 key = (body.channel_id, data.message_id)
                 old = self.posts.get(key)
                 if old is not None and data.edit_date <= old.edit_date:
                     continue
                 self.seq += 1
-                self.posts[key] = st.Post(
+                post = st.Post(
                     seq=self.seq, channel_id=body.channel_id, **msgspec.structs.asdict(data)
                 )
-                inserted += old is None
-                updated += old is not None
+                self.posts[key] = post
+                (stored if old is None else edited).append(post)
             last = max((m for c, m in self.posts if c == body.channel_id), default=0)
             channel = self.channels[body.channel_id]
             self.channels[body.channel_id] = msgspec.structs.replace(channel, last_message_id=last)
             return st.PostsPut(
-                inserted=inserted, updated=updated, last_seq=self.seq, last_message_id=last
+                inserted=len(stored),
+                updated=len(edited),
+                last_seq=self.seq,
+                last_message_id=last,
+                stored=stored,
+                edited=edited,
             )
 
     def stored(self, channel_id: int) -> list[int]:

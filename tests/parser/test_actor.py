@@ -298,3 +298,15 @@ def test_quota_windows(uses: list[float], now: float, wait: float) -> None:
     for t in uses:
         quota.take(t)
     assert quota.wait(now) == pytest.approx(wait)
+
+
+def test_a_live_post_past_a_hole_fetches_the_hole() -> None:
+    r = rig(["a"], reconcile_s=100.0, reconcile_max_s=100.0, reconcile_min_s=50.0)
+    with r.harness:
+        chan = r.telegram.channel("news", posts=1)
+        r.add("@news")
+        for i in range(30):  # dropped by Telegram (channelDifferenceTooLong)
+            chan.post(f"lost {i}")
+        late = chan.post("after the gap")
+        r.harness.event(post_topic(chan.id), NewPost(account="a", channel_id=chan.id, message=late))
+        r.harness.wait_for(lambda: r.store.stored(chan.id) == list(range(1, 33)))
