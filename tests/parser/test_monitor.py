@@ -233,3 +233,67 @@ def test_a_long_flood_wait_moves_channels_to_the_other_reader(world: World) -> N
         world.wait_all_stored(channels)
     finally:
         control.clear_faults()
+
+
+# A consumer process as a user writes one: every post it finishes is appended to a file
+# (its "processing"), and it deduplicates on seq by the last line it wrote.
+CONSUMER = """
+import os, sys
+from actors.consumer import PostConsumer
+from config import load_settings
+
+out = sys.argv[1]
+last = 0
+if os.path.exists(out):
+    text = open(out).read()
+    whole = text[: text.rfind("\\n") + 1]  # a line cut by kill -9 was not finished
+    open(out, "w").write(whole)
+    if whole:
+        last = int(whole.splitlines()[-1].split()[0])
+with PostConsumer.connect(load_settings(), "test-consumer", poll_s=0.5) as consumer:
+    with open(out, "a") as lines:
+        for post in consumer.posts():
+            if post.seq <= last:
+                continue
+            lines.write(f"{post.seq} {post.channel_id} {post.message_id}\\n")
+            lines.flush()
+            os.fsync(lines.fileno())
+            last = post.seq
+"""
+
+
+def test_a_consumer_killed_mid_stream_sees_every_post_once(world: World) -> None:
+    channels = [world.channel(posts=1) for _ in range(10)]
+    for channel in channels:
+        world.add(channel)
+    out = world.monitor.tmp / "consumed.txt"
+    consumer = world.monitor.python(CONSUMER, str(out))
+    control = world.sandbox.control
+    stream = control.start_posting([c.id for c in channels], per_second=200, count=2000)
+
+    def lines() -> list[str]:
+        return out.read_text().splitlines() if out.exists() else []
+
+    try:
+        wait_until(lambda: control.posting_status(stream).posted >= 600, TIMEOUT, "posting")
+        wait_until(lambda: len(lines()) > 100, TIMEOUT, "the consumer to process posts")
+        consumer.kill()
+        consumer.wait(10)
+        consumer = world.monitor.python(CONSUMER, str(out))
+        wait_until(lambda: not control.posting_status(stream).running, 60, "the stream to end")
+        world.wait_all_stored(channels, timeout=60)
+        last = world.client.request(STORE, st.GetStoreStats(), timeout=TIMEOUT).last_seq
+        wait_until(lambda: lines() and int(lines()[-1].split()[0]) >= last, 60, "the consumer")
+    finally:
+        consumer.kill()
+        consumer.wait(10)
+    seen = [int(line.split()[0]) for line in lines()]
+    assert seen == sorted(set(seen)), "a post was processed twice or out of order"
+    every = []
+    after = 0
+    while page := world.client.request(STORE, st.PostsSince(after_seq=after, limit=1000)).posts:
+        every.extend(post.seq for post in page)
+        after = page[-1].seq
+    assert seen == every  # 0 gaps: the consumer saw exactly the store's sequence
+    new = {(int(c), int(m)) for _, c, m in (line.split() for line in lines())}
+    assert {(marked(c), m) for c in channels for m in range(2, 202)} <= new
