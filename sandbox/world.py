@@ -49,6 +49,10 @@ FIRST_USER_ID = 100_000_001
 FIRST_CHANNEL_ID = 1_000_000_001
 #: How long a message may wait to be written to disk (saves are coalesced).
 SAVE_DELAY = 0.2
+#: Coalesced saves wait at least this many times as long as the last save took, so a big
+#: world (each save rewrites the whole file, on the event loop) never spends more than
+#: about a tenth of the loop's time saving.
+SAVE_BACKOFF = 10
 #: How many channel post views (TL Message objects) are kept for reuse.
 POST_VIEW_CACHE = 4096
 #: How many sendMessage results are remembered for random_id deduplication.
@@ -82,7 +86,7 @@ class PtsEvent(msgspec.Struct, array_like=True):
     ids: list[int]
 
 
-class BoxMessage(msgspec.Struct):
+class BoxMessage(msgspec.Struct, omit_defaults=True):
     """One message in one account's private message box."""
 
     id: int
@@ -98,7 +102,7 @@ class BoxMessage(msgspec.Struct):
     edit_date: int | None = None
 
 
-class ChannelMessage(msgspec.Struct):
+class ChannelMessage(msgspec.Struct, omit_defaults=True):
     """One post in a broadcast channel."""
 
     id: int
@@ -294,7 +298,8 @@ class World:
 
     Guarantees: with a ``path``, auth keys, logins, accounts and channels are written to it
     before the call that changed them returns, so a client is never told of a key a crash
-    could forget; messages are written within SAVE_DELAY (and by :meth:`save`, which
+    could forget; messages are written within SAVE_DELAY, or SAVE_BACKOFF times the last
+    save's duration when that is longer (and by :meth:`save`, which
     :meth:`sandbox.Sandbox.stop` calls).
     """
 
@@ -337,6 +342,7 @@ class World:
         self.bot_limiter = BotLimiter()
         self._dispatch: dict[type, Method] = dispatch_table()
         self._save_handle: asyncio.TimerHandle | None = None
+        self._last_save_s = 0.0
         # (channel id, message id, out) -> Message, least recently used first
         self._post_views: OrderedDict[tuple[int, int, bool], types.Message] = OrderedDict()
         self._by_username: dict[str, tuple[str, int]] = {}
@@ -377,12 +383,14 @@ class World:
             self._save_handle = None
         if self.path is None:
             return
+        started = time.perf_counter()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(msgspec.json.encode(self.state))
         os.replace(tmp, self.path)
+        self._last_save_s = time.perf_counter() - started
 
     def save_soon(self) -> None:
         """Save within SAVE_DELAY, coalescing a burst of changes into one write.
@@ -398,7 +406,9 @@ class World:
         except RuntimeError:
             self.save()
             return
-        self._save_handle = loop.call_later(SAVE_DELAY, self.save)
+        self._save_handle = loop.call_later(
+            max(SAVE_DELAY, SAVE_BACKOFF * self._last_save_s), self.save
+        )
 
     # ------------------------------------------------------------------ Backend
 
