@@ -115,6 +115,8 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     """``GET /status``: the whole system as the API sees it right now.
 
     ``problems`` names every part that did not answer (the rest is still reported);
+    ``deliveries_pending`` and ``deliveries_failed`` count the bot's deliveries in those
+    states (the delivery queue; counted up to ``protocols.store.MAX_PAGE``);
     ``posts_per_minute`` counts stored posts per minute over the last half hour, oldest
     first, as the API saw them on the bus since it started.
     """
@@ -128,5 +130,7 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     readers: list[ReaderInfo] = []
     channels: list[Channel] = []
     store: StoreStats | None = None
+    deliveries_pending: int = 0
+    deliveries_failed: int = 0
     posts_per_minute: list[int] = []
     problems: list[str] = []

@@ -169,6 +169,14 @@ def _store_metrics(report: StatusReport) -> Iterator[Metric]:
     yield lag
     if report.store is None:
         return
+    deliveries = GaugeMetricFamily(
+        "switchboard_deliveries",
+        "Deliveries to subscribers in a state (the delivery queue; counted up to 1000)",
+        labels=["status"],
+    )
+    deliveries.add_metric(["pending"], report.deliveries_pending)
+    deliveries.add_metric(["failed"], report.deliveries_failed)
+    yield deliveries
     posts = CounterMetricFamily("switchboard_posts_stored", "Posts in the store")
     posts.add_metric([], report.store.posts)
     seq = GaugeMetricFamily("switchboard_store_last_seq", "The store's newest sequence number")

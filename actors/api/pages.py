@@ -159,9 +159,9 @@ def status_page(report: StatusReport) -> str:
             ],
             "no channel",
         ),
-        "<h2>Store and delivery</h2>"
+        "<h2>Store and delivery queue (deliveries pending, failed)</h2>"
         + _table(
-            ["posts", "last seq", "channels", "subscriptions", "database"],
+            ["posts", "last seq", "channels", "subscriptions", "database", "pending", "failed"],
             [
                 (
                     store.posts,
@@ -169,6 +169,8 @@ def status_page(report: StatusReport) -> str:
                     store.channels,
                     store.subscriptions,
                     f"{store.db_bytes / 1e6:.1f} MB",
+                    report.deliveries_pending,
+                    report.deliveries_failed,
                 )
             ]
             if store

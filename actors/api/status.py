@@ -24,7 +24,7 @@ from protocols.base import Message, Request
 from protocols.broker import GetStatus, Status
 from protocols.parser import GetParserStatus
 from protocols.session import GetSessionStatus, SessionStatus
-from protocols.store import GetStoreStats, ListChannels
+from protocols.store import MAX_PAGE, GetDeliveries, GetStoreStats, ListChannels
 from runtime.errors import RequestError
 
 __all__ = ["MAX_AGE_S", "POST_RATE", "STATUS", "PostRate", "StatusCache", "gather"]
@@ -83,11 +83,13 @@ def _accounts(settings: Settings, status: Status | None) -> list[str]:
 async def gather(client: Requester, settings: Settings, rate: PostRate) -> StatusReport:
     """A fresh report; never raises for a part that is down (it goes into ``problems``)."""
     problems: list[str] = []
-    broker, stats, channels, parser = await asyncio.gather(
+    broker, stats, channels, parser, pending, failed = await asyncio.gather(
         _ask(client, BROKER, GetStatus(), problems),
         _ask(client, STORE, GetStoreStats(), problems),
         _ask(client, STORE, ListChannels(), problems),
         _ask(client, PARSER, GetParserStatus(), problems),
+        _ask(client, STORE, GetDeliveries(status="pending", limit=MAX_PAGE), problems),
+        _ask(client, STORE, GetDeliveries(status="failed", limit=MAX_PAGE), problems),
     )
     accounts = await asyncio.gather(
         *(
@@ -106,6 +108,8 @@ async def gather(client: Requester, settings: Settings, rate: PostRate) -> Statu
         readers=parser.readers if parser else [],
         channels=channels.channels if channels else [],
         store=stats,
+        deliveries_pending=len(pending.deliveries) if pending else 0,
+        deliveries_failed=len(failed.deliveries) if failed else 0,
         posts_per_minute=rate.series(now),
         problems=sorted(set(problems)),
     )

@@ -1,9 +1,10 @@
 """The API against a real system: a sandbox, a broker and nodes as ``run.py`` processes.
 
-``api_system`` (one per test module) runs a broker, a node hosting the session actors of
-users ``alice`` (logged in), ``bob`` (not logged in) and ``carol`` (not logged in, with a
-two-step password),
-and the API actor in a node process of its own, on a free port, with a token. Tests talk
+``api_system`` (one per test module) runs a broker, a node hosting the store, the parser
+and the session actors of users ``alice`` (logged in; the parser's reader), ``bob`` (not
+logged in) and ``carol`` (not logged in, with a two-step password),
+and the API actor in a node process of its own, on a free port, with a token. The sandbox
+has a public channel ``@apinews`` with three posts, not watched yet. Tests talk
 to it over HTTP as anyone would; ``app_client`` serves :func:`actors.api.create_app` in
 this process over a real :class:`runtime.client.AsyncClient` to the same broker, for the
 per-endpoint cases.
@@ -28,6 +29,9 @@ from tests.session.conftest import Sessions
 from tests.session.support import Phones, log_in
 
 TOKEN = "test-api-token-0123456789"
+CHANNEL = "apinews"
+POSTS = ("first post about otters", "second post about badgers", "third post about otters")
+MONITOR = "parser=parser:main,store=store:main"
 PASSWORD = "correct horse"
 HINT = "the horse"
 
@@ -83,8 +87,19 @@ def api_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiSystem]:
         bob_phone, bob = sessions.add_user("bob")
         carol_phone, carol = sessions.add_user("carol")
         sandbox.control.set_password(carol.id, PASSWORD, HINT)
+        sandbox.control.create_channel("API news", username=CHANNEL)
+        for text in POSTS:
+            sandbox.control.post(CHANNEL, text)
+        sessions.accounts["~parser"] = '[parser]\nreaders = ["alice"]'  # a section, not an account
+        sessions.write_config()
         sessions.run_broker()
-        sessions.node("n1", "alice,bob,carol")
+        sessions.node("n1", "alice,bob,carol", "--actors", MONITOR)
+        hosted = {"session:alice", "session:bob", "session:carol", "parser:main", "store:main"}
+        wait_until(
+            lambda: hosted <= {a.address for a in sessions.status().addresses},
+            30,
+            "n1 to host every address",
+        )
         with Client(sessions.broker) as client:
             alice = log_in(sessions, client, "alice", alice_phone)
             sessions.wait_state(client, "bob", "unauthorized")
