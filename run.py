@@ -365,8 +365,12 @@ def _login(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{args.account} is logged in as {_who(status.user)}")
             return 0
         if settings.accounts[args.account].kind == "bot":
-            print(f"error: bot {args.account} did not log in: {status.state}", file=sys.stderr)
-            return 1
+            why = status.reason or status.state
+            return _fail(
+                f"bot {args.account} did not log in: {why} "
+                f"(a bot logs in with accounts.{args.account}.bot_token, as BotFather gave it)",
+                1,
+            )
         if args.qr:
             user = _qr_login(client, address)
         else:
@@ -464,12 +468,17 @@ def _import_session(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _curve_keys(settings: Settings, args: argparse.Namespace) -> int:
-    """Print a key pair: the secret for the broker's host, the public one for the others."""
+    """Print a new key pair as two switchboard.toml blocks, one per kind of host."""
     public, secret = curve.new_key_pair()
-    print(f"runtime.curve_secret_key = {secret!r}   # the broker's host only")
-    print(f"runtime.curve_server_key = {public!r}   # every node and client")
+    # Z85 has neither quotes nor backslashes: a TOML basic string holds a key as it is.
+    print(
+        "# switchboard.toml on the broker's host only (keep this file private, mode 0600);\n"
+        "# if the file has a [runtime] table already, add the line to it\n"
+        f'[runtime]\ncurve_secret_key = "{secret}"\n\n'
+        "# switchboard.toml on every other host (nodes, clients, run.py status there)\n"
+        f'[runtime]\ncurve_server_key = "{public}"'
+    )
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

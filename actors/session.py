@@ -127,6 +127,7 @@ class SessionActor(Actor):
         self.timing = session_settings
         self.data_dir = data_dir
         self.state: SessionStateName = "disconnected"
+        self.state_reason = ""
         self.reconnects = 0
         self._loop = get_loop_thread()
         self._lock: SessionFileLock | None = None
@@ -394,7 +395,7 @@ class SessionActor(Actor):
     ) -> None:
         if state == self.state and not reason:
             return
-        self.state = state
+        self.state, self.state_reason = state, reason
         self.ctx.log.info("session state", account=self.account, state=state, reason=reason)
         event = SessionState(
             account=self.account, state=state, reason=reason, retry_after=retry_after
@@ -784,6 +785,7 @@ class SessionActor(Actor):
             flood_waits=self._flood.snapshot(),
             reconnects=self.reconnects,
             last_update_age_s=round(age, 3),
+            reason=self.state_reason,
         )
 
     # -- events (the loop thread) --------------------------------------------------------

@@ -266,6 +266,8 @@ class SessionStatus(Message):
     flood_waits: dict[str, float] = {}
     reconnects: int = 0
     last_update_age_s: float = -1.0
+    # Why the session is in this state, when there is more to say (a refused bot token).
+    reason: str = ""
 
 
 class GetSessionStatus(Request[SessionStatus]):

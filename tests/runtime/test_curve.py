@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from protocols import demo, errors
@@ -10,7 +13,7 @@ from runtime.client import Client, Subscriber
 from runtime.curve import new_key_pair
 from runtime.errors import RequestError
 from tests.runtime.conftest import start_node
-from tests.runtime.support import System, wait_until
+from tests.runtime.support import REPO, System, wait_until
 
 
 def test_encrypted_links_serve_only_peers_with_the_broker_key(system: System) -> None:
@@ -40,3 +43,37 @@ def _crash_seen(client: Client, events: Subscriber) -> bool:
     with pytest.raises(RequestError):
         client.request("echo", demo.Fail(), timeout=10)
     return events.receive(2.0) is not None
+
+
+def test_curve_keys_prints_blocks_to_paste_into_switchboard_toml(system: System) -> None:
+    done = system.command("curve-keys")
+    assert done.returncode == 0
+    broker_block, other_block = done.stdout.strip().split("\n\n")
+    assert "curve_secret_key" in broker_block and "curve_secret_key" not in other_block
+    # The broker's host pastes the first block; another host (here: another directory),
+    # the second, and `run.py status` there gets through the encrypted link.
+    (system.tmp / "switchboard.toml").write_text(broker_block + "\n")
+    system.run_broker()
+    elsewhere = system.tmp / "other-host"
+    elsewhere.mkdir()
+    (elsewhere / "switchboard.toml").write_text(other_block + "\n")
+    status = subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "status", "--json"],
+        cwd=elsewhere,
+        env=system.env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert status.returncode == 0, status.stderr
+    # Without the key the same command gets no answer.
+    (elsewhere / "switchboard.toml").unlink()
+    denied = subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "status", "--timeout", "1"],
+        cwd=elsewhere,
+        env=system.env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert denied.returncode == 1

@@ -45,14 +45,16 @@ class Sessions(System):
         self.key_file.write_text(self.sandbox.public_key_pem)
         self.data_dir = self.tmp / "data"
 
-    def add_bot(self, name: str, **extra: str) -> s.User:
+    def add_bot(self, name: str, token: str | None = None, **extra: str) -> s.User:
         """A new sandbox bot configured as account ``name`` (logs in with its token).
 
-        ``extra`` adds TOML lines to the account, e.g. ``export_allowed='["client:*"]'``.
+        ``token`` replaces the bot's own token (with a wrong one, say). ``extra`` adds TOML
+        lines to the account, e.g. ``export_allowed='["client:*"]'``.
         """
         assert self.sandbox is not None
         bot = self.sandbox.control.create_bot(f"{name}{next(_numbers)}_bot")
-        self._account(name, 'kind = "bot"', f'bot_token = "{bot.token}"', *_toml(extra))
+        token = token or bot.token
+        self._account(name, 'kind = "bot"', f'bot_token = "{token}"', *_toml(extra))
         return s.User(id=bot.id, username=bot.username or "", bot=True)
 
     def add_user(self, name: str, **extra: str) -> tuple[str, s.User]:

@@ -132,3 +132,14 @@ def test_import_refuses_garbage_and_an_owned_file(sessions: Sessions) -> None:
     )
     assert bad.returncode == 2
     assert "does not hold a valid StringSession" in bad.stderr
+
+
+def test_login_of_a_bot_whose_token_is_refused_says_why(sessions: Sessions) -> None:
+    sessions.add_bot("wrongbot", token="4242424242:" + "x" * 35)
+    done = sessions.command("login", "wrongbot", timeout=120)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if not line.startswith("{")]
+    assert line.startswith("error: bot wrongbot did not log in: bot token refused: ")
+    assert "accounts.wrongbot.bot_token" in line
+    assert "x" * 35 not in done.stderr
