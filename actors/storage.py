@@ -25,6 +25,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -85,6 +86,14 @@ class Missing(StoreError):
 
     def to_error(self) -> errors.Error:
         return errors.NotFound(message=str(self))
+
+
+@dataclass(frozen=True)
+class _Change:
+    """A post a write changed: new (``is_new``) or edited, as stored."""
+
+    is_new: bool
+    post: p.Post
 
 
 class Store:
@@ -345,59 +354,57 @@ class Store:
         for post in req.posts:
             _check_post(post)
         with self.atomic():
-            self._known_channel(req.channel_id)
+            last_message_id = self._last_message_id(req.channel_id)
             seq = self._last_seq()
             stored: list[p.Post] = []
             edited: list[p.Post] = []
             for post in req.posts:
-                old = self._conn.execute(
-                    "SELECT edit_date, deleted FROM posts WHERE channel_id = ? AND message_id = ?",
-                    (req.channel_id, post.message_id),
-                ).fetchone()
-                if old is None:
+                change = self._put_post(req.channel_id, post, seq + 1)
+                if change is not None:
                     seq += 1
-                    self._conn.execute(
-                        "INSERT INTO posts (channel_id, message_id, seq, date, text, edit_date,"
-                        " media, views, forwards) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (req.channel_id, post.message_id, seq, *_post_values(post)),
-                    )
-                    stored.append(_as_post(req.channel_id, seq, post))
-                elif post.edit_date > old[0] and not old[1]:
-                    seq += 1
-                    self._conn.execute(
-                        "UPDATE posts SET seq = ?, date = ?, text = ?, edit_date = ?, media = ?,"
-                        " views = ?, forwards = ? WHERE channel_id = ? AND message_id = ?",
-                        (seq, *_post_values(post), req.channel_id, post.message_id),
-                    )
-                    edited.append(_as_post(req.channel_id, seq, post))
-                else:
-                    # Counters move without an edit: refreshed in place, no new seq.
-                    self._conn.execute(
-                        "UPDATE posts SET views = max(views, ?), forwards = max(forwards, ?)"
-                        " WHERE channel_id = ? AND message_id = ?",
-                        (post.views, post.forwards, req.channel_id, post.message_id),
-                    )
+                    (stored if change.is_new else edited).append(change.post)
             if stored:
+                last_message_id = max(last_message_id, *(x.message_id for x in stored))
                 self._conn.execute(
-                    "UPDATE progress SET posts = posts + ?,"
-                    " last_message_id = max(last_message_id, ?),"
+                    "UPDATE progress SET posts = posts + ?, last_message_id = ?,"
                     " last_post_at = max(last_post_at, ?) WHERE channel_id = ?",
-                    (
-                        len(stored),
-                        max(x.message_id for x in stored),
-                        max(x.date for x in stored),
-                        req.channel_id,
-                    ),
+                    (len(stored), last_message_id, max(x.date for x in stored), req.channel_id),
                 )
             self._set_last_seq(seq)
-            return p.PostsPut(
-                inserted=len(stored),
-                updated=len(edited),
-                last_seq=seq,
-                last_message_id=self._channel(req.channel_id).last_message_id,
-                stored=stored,
-                edited=edited,
-            )
+        return p.PostsPut(
+            inserted=len(stored),
+            updated=len(edited),
+            last_seq=seq,
+            last_message_id=last_message_id,
+            stored=stored,
+            edited=edited,
+        )
+
+    def _put_post(self, channel_id: int, post: p.PostData, seq: int) -> _Change | None:
+        """Insert ``post``, or update it to a newer edit, under ``seq``; None if neither."""
+        key = (channel_id, post.message_id)
+        values = _post_values(post)
+        if self._conn.execute(
+            "INSERT INTO posts (channel_id, message_id, seq, date, text, edit_date, media,"
+            " views, forwards) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (channel_id, message_id) DO NOTHING",
+            (*key, seq, *values),
+        ).rowcount:
+            return _Change(is_new=True, post=_as_post(channel_id, seq, post))
+        if self._conn.execute(
+            "UPDATE posts SET seq = ?, date = ?, text = ?, edit_date = ?, media = ?, views = ?,"
+            " forwards = ? WHERE channel_id = ? AND message_id = ? AND edit_date < ?"
+            " AND deleted = 0",
+            (seq, *values, *key, post.edit_date),
+        ).rowcount:
+            return _Change(is_new=False, post=_as_post(channel_id, seq, post))
+        # Counters move without an edit: refreshed in place, no new seq.
+        self._conn.execute(
+            "UPDATE posts SET views = max(views, ?), forwards = max(forwards, ?)"
+            " WHERE channel_id = ? AND message_id = ? AND (views < ? OR forwards < ?)",
+            (post.views, post.forwards, *key, post.views, post.forwards),
+        )
+        return None
 
     def delete_posts(self, req: p.DeletePosts) -> p.PostsPut:
         _channel_id(req.channel_id)
@@ -405,7 +412,7 @@ class Store:
         for message_id in req.message_ids:
             _message_id(message_id)
         with self.atomic():
-            self._known_channel(req.channel_id)
+            last_message_id = self._last_message_id(req.channel_id)
             seq = self._last_seq()
             edited: list[p.Post] = []
             for message_id in dict.fromkeys(req.message_ids):
@@ -419,7 +426,6 @@ class Store:
                     seq += 1
                     edited.append(_post(row))
             self._set_last_seq(seq)
-            last_message_id = self._channel(req.channel_id).last_message_id
         return p.PostsPut(
             updated=len(edited), last_seq=seq, last_message_id=last_message_id, edited=edited
         )
@@ -594,6 +600,15 @@ class Store:
         if row is None:
             raise Missing(f"no channel {channel_id} in the store")
         return _channel(row)
+
+    def _last_message_id(self, channel_id: int) -> int:
+        """The channel's newest stored message id; raises Missing for an unknown channel."""
+        row = self._conn.execute(
+            "SELECT last_message_id FROM progress WHERE channel_id = ?", (channel_id,)
+        ).fetchone()
+        if row is None:
+            raise Missing(f"no channel {channel_id} in the store")
+        return int(row[0])
 
     def _known_channel(self, channel_id: int) -> None:
         if self._conn.execute("SELECT 1 FROM channels WHERE id = ?", (channel_id,)).fetchone():

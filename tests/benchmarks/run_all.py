@@ -24,6 +24,7 @@ BENCHMARKS = (
     "sandbox_posting",
     "session_overhead",
     "shared_session",
+    "store_writes",
 )
 
 
