@@ -25,6 +25,7 @@ BENCHMARKS = (
     "session_overhead",
     "shared_session",
     "store_writes",
+    "api_bench",
 )
 
 
