@@ -397,11 +397,15 @@ def _code_login(client: Client, address: str, phone: str) -> User:
     code = input(f"login code sent to {phone} ({sent.via or 'app'}): ").strip()
     reply = client.request(address, SubmitCode(code=code), timeout=60)
     if isinstance(reply, PasswordNeeded):
-        hint = f" (hint: {reply.hint})" if reply.hint else ""
-        reply = client.request(
-            address, SubmitPassword(password=getpass.getpass(f"2FA password{hint}: ")), timeout=60
-        )
+        return _password_login(client, address, reply.hint)
     return reply.user
+
+
+def _password_login(client: Client, address: str, hint: str) -> User:
+    """The two-step verification step, after a code or a scanned QR code."""
+    shown = f" (hint: {hint})" if hint else ""
+    password = getpass.getpass(f"2FA password{shown}: ")
+    return client.request(address, SubmitPassword(password=password), timeout=60).user
 
 
 def _qr_login(client: Client, address: str) -> User | None:
@@ -417,6 +421,8 @@ def _qr_login(client: Client, address: str) -> User | None:
             state = client.request(address, QrLoginStatus(), timeout=10)
             if state.state == "done":
                 return state.user
+            if state.state == "password_needed":
+                return _password_login(client, address, state.hint)
             if state.state == "expired":
                 break
             time.sleep(1.0)

@@ -143,3 +143,24 @@ def test_login_of_a_bot_whose_token_is_refused_says_why(sessions: Sessions) -> N
     assert line.startswith("error: bot wrongbot did not log in: bot token refused: ")
     assert "accounts.wrongbot.bot_token" in line
     assert "x" * 35 not in done.stderr
+
+
+def test_qr_login_of_an_account_with_a_password_asks_for_it(sessions: Sessions) -> None:
+    assert sessions.sandbox is not None
+    phone, user = sessions.add_user("erin")
+    phones = Phones(sessions.sandbox)
+    try:
+        phone_client = phones.log_in(phone)  # the phone logs in before the password exists
+        sessions.sandbox.control.set_password(user.id, "s3cret", hint="usual")
+        proc = _start(sessions, "login", "erin", "--qr")
+        assert proc.stdout is not None
+        while not (line := proc.stdout.readline()).startswith("Scan with Telegram"):
+            assert line, f"no QR code; stderr: {proc.stderr.read() if proc.stderr else ''}"
+        url = line.rsplit(" ", 1)[-1].strip()
+        phones.run(phone_client(functions.auth.AcceptLoginTokenRequest(token_of(url))))
+    finally:
+        phones.close()
+    out, err = proc.communicate("s3cret\n", timeout=60)
+    assert proc.returncode == 0, err
+    assert "2FA password (hint: usual)" in out + err
+    assert f"logged in as Erin @{user.username} (id {user.id})" in out
