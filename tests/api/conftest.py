@@ -58,24 +58,7 @@ class ApiSystem:
 def start_api(sessions: Sessions, name: str, port: int, token: str | None) -> Proc:
     sessions.overrides["SWITCHBOARD__API__PORT"] = str(port)
     sessions.overrides["SWITCHBOARD__API__TOKEN"] = token or ""
-    proc = sessions.run(
-        "--role",
-        "node",
-        "--node-id",
-        name,
-        "--actors",
-        "api=api:main",
-        "--accounts",
-        "",
-        name=name,
-    )
-    wait_until(
-        lambda: proc.has_logged("api serving") or proc.popen.poll() is not None,
-        30,
-        f"{name} to serve",
-    )
-    assert proc.popen.poll() is None, proc.log_text()
-    return proc
+    return sessions.serving_node(name, "api=api:main", "api serving", "--accounts", "")
 
 
 @pytest.fixture(scope="module")

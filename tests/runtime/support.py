@@ -130,6 +130,20 @@ class System:
         wait_until(lambda: proc.has_logged("broker serving"), 15, "the broker to bind")
         return proc
 
+    def serving_node(self, node_id: str, actors: str, logged: str, *extra: str) -> Proc:
+        """Start a node process hosting ``actors`` and wait until it logs ``logged``
+        (the event that says its actor serves); AssertionError if it exits instead."""
+        node = self.run(
+            "--role", "node", "--node-id", node_id, "--actors", actors, *extra, name=node_id
+        )  # fmt: skip
+        wait_until(
+            lambda: node.has_logged(logged) or node.popen.poll() is not None,
+            30,
+            f"{node_id} to log {logged!r}",
+        )
+        assert node.popen.poll() is None, node.log_text()
+        return node
+
     def command(
         self, *args: str, timeout: float = 30.0, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:

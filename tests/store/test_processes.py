@@ -35,17 +35,7 @@ def system(tmp_path: Path) -> Iterator[System]:
 
 def start_store(system: System, node_id: str) -> Proc:
     """A node process hosting the store; waits until it serves (taking over if needed)."""
-    node = system.run(
-        "--role", "node", "--node-id", node_id, "--actors", "store=store:main", "--standby",
-        name=node_id,
-    )  # fmt: skip
-    wait_until(
-        lambda: node.has_logged("store open") or node.popen.poll() is not None,
-        30,
-        f"{node_id} to open the store",
-    )
-    assert node.popen.poll() is None, node.log_text()
-    return node
+    return system.serving_node(node_id, "store=store:main", "store open", "--standby")
 
 
 def _save_channels(client: Client, *channel_ids: int) -> None:
