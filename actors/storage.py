@@ -14,6 +14,11 @@ committed transaction survives the process being killed (it is in the WAL, which
 holds); only a power loss or OS crash may lose the last commits. ``FULL`` syncs the WAL on
 every commit and survives those too, at a cost per commit.
 
+Post text is indexed for full-text search (FTS5, external content over ``posts``) by the
+Store itself: entries are queued by each write and written just before the commit (FTS5
+flushes at every savepoint and trigger, which cost several times a write), so search
+sees committed posts.
+
 The connection belongs to the thread that built the Store (the actor's thread).
 """
 
@@ -116,6 +121,8 @@ class Store:
         self.path = str(path)
         self._clock = clock
         self._savepoints = 0
+        # (post rowid, text, text it replaces): index entries due at the next commit.
+        self._unindexed: list[tuple[int, str, str | None]] = []
         self.commits = 0  # transactions committed since opening
         # Autocommit mode: transactions are begun and ended here, explicitly.
         self._conn = sqlite3.connect(self.path, isolation_level=None)
@@ -141,10 +148,12 @@ class Store:
 
     def commit(self) -> None:
         """Commit the open transaction: when this returns, its writes are durable."""
+        self._write_index()
         self._conn.execute("COMMIT")
         self.commits += 1
 
     def rollback(self) -> None:
+        self._unindexed.clear()
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
 
@@ -155,18 +164,20 @@ class Store:
             self.begin()
             try:
                 yield
+                self.commit()
             except BaseException:
                 self.rollback()
                 raise
-            self.commit()
             return
         self._savepoints += 1
         name = f"sp{self._savepoints}"
+        queued = len(self._unindexed)
         self._conn.execute(f"SAVEPOINT {name}")
         try:
             yield
         except BaseException:
             self._conn.execute(f"ROLLBACK TO {name}")
+            del self._unindexed[queued:]
             raise
         finally:
             self._conn.execute(f"RELEASE {name}")
@@ -178,8 +189,18 @@ class Store:
         self._conn.close()
 
     def integrity_check(self) -> str:
-        """``"ok"``, or what SQLite's ``PRAGMA integrity_check`` found wrong."""
-        return "\n".join(row[0] for row in self._conn.execute("PRAGMA integrity_check"))
+        """``"ok"``, or what SQLite's ``PRAGMA integrity_check`` found wrong, or that the
+        full-text index does not match the posts."""
+        found = "\n".join(row[0] for row in self._conn.execute("PRAGMA integrity_check"))
+        try:
+            self._conn.execute(
+                "INSERT INTO posts_fts (posts_fts, rank) VALUES ('integrity-check', 1)"
+            )
+        except sqlite3.DatabaseError as exc:
+            return (
+                f"full-text index: {exc}" if found == "ok" else f"{found}\nfull-text index: {exc}"
+            )
+        return found
 
     # -- channels -----------------------------------------------------------------
 
@@ -384,27 +405,52 @@ class Store:
         """Insert ``post``, or update it to a newer edit, under ``seq``; None if neither."""
         key = (channel_id, post.message_id)
         values = _post_values(post)
-        if self._conn.execute(
+        inserted = self._conn.execute(
             "INSERT INTO posts (channel_id, message_id, seq, date, text, edit_date, media,"
             " views, forwards) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (channel_id, message_id) DO NOTHING",
             (*key, seq, *values),
-        ).rowcount:
+        )
+        if inserted.rowcount:
+            self._index(inserted.lastrowid, post.text)
             return _Change(is_new=True, post=_as_post(channel_id, seq, post))
-        if self._conn.execute(
-            "UPDATE posts SET seq = ?, date = ?, text = ?, edit_date = ?, media = ?, views = ?,"
-            " forwards = ? WHERE channel_id = ? AND message_id = ? AND edit_date < ?"
-            " AND deleted = 0",
-            (seq, *values, *key, post.edit_date),
-        ).rowcount:
+        rowid, old_text, edit_date, deleted = self._conn.execute(
+            "SELECT id, text, edit_date, deleted FROM posts"
+            " WHERE channel_id = ? AND message_id = ?",
+            key,
+        ).fetchone()
+        if post.edit_date > edit_date and not deleted:
+            self._conn.execute(
+                "UPDATE posts SET seq = ?, date = ?, text = ?, edit_date = ?, media = ?,"
+                " views = ?, forwards = ? WHERE id = ?",
+                (seq, *values, rowid),
+            )
+            self._index(rowid, post.text, old_text)
             return _Change(is_new=False, post=_as_post(channel_id, seq, post))
         # Counters move without an edit: refreshed in place, no new seq.
         self._conn.execute(
             "UPDATE posts SET views = max(views, ?), forwards = max(forwards, ?)"
-            " WHERE channel_id = ? AND message_id = ? AND (views < ? OR forwards < ?)",
-            (post.views, post.forwards, *key, post.views, post.forwards),
+            " WHERE id = ? AND (views < ? OR forwards < ?)",
+            (post.views, post.forwards, rowid, post.views, post.forwards),
         )
         return None
+
+    def _index(self, rowid: int | None, text: str, old_text: str | None = None) -> None:
+        """Queue a post's text for the full-text index, which is written at commit."""
+        assert rowid is not None  # the row was just inserted or read
+        self._unindexed.append((rowid, text, old_text))
+
+    def _write_index(self) -> None:
+        # FTS5 flushes its pending terms at every savepoint and trigger, which made a
+        # write several times slower; queued and written together, a commit flushes once.
+        for rowid, text, old_text in self._unindexed:
+            if old_text is not None:
+                self._conn.execute(
+                    "INSERT INTO posts_fts (posts_fts, rowid, text) VALUES ('delete', ?, ?)",
+                    (rowid, old_text),
+                )
+            self._conn.execute("INSERT INTO posts_fts (rowid, text) VALUES (?, ?)", (rowid, text))
+        self._unindexed.clear()
 
     def delete_posts(self, req: p.DeletePosts) -> p.PostsPut:
         _channel_id(req.channel_id)

@@ -265,11 +265,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def one_process_system(workdir: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``python run.py --role all --actors echo`` on free loopback ports: (process, endpoint).
+def one_process_system(
+    workdir: str | Path, actors: str = "echo", settings: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``python run.py --role all --actors ACTORS`` on free loopback ports: (process, endpoint).
 
-    No accounts (``--accounts ""``), so the process hosts the broker, the node and the echo
-    actor only, not the sandbox demo. Runs in ``workdir`` (so no ``switchboard.toml`` is
+    No accounts (``--accounts ""``), so the process hosts the broker, the node and
+    ``actors`` only, not the sandbox demo; ``settings`` are extra environment overrides
+    (``SWITCHBOARD__…``). Runs in ``workdir`` (so no ``switchboard.toml`` is
     picked up) with warning-level logs going to ``workdir/system.log``, which is printed if
     the system exits early.
     """
@@ -280,6 +283,7 @@ def one_process_system(workdir: str) -> Iterator[tuple[subprocess.Popen[bytes], 
         "SWITCHBOARD__RUNTIME__EVENTS_IN_ENDPOINT": events_in,
         "SWITCHBOARD__RUNTIME__EVENTS_OUT_ENDPOINT": events_out,
         "SWITCHBOARD__LOG__LEVEL": "warning",
+        **(settings or {}),
     }
     log_path = Path(workdir) / "system.log"
     with log_path.open("wb") as log_file:
@@ -290,7 +294,7 @@ def one_process_system(workdir: str) -> Iterator[tuple[subprocess.Popen[bytes], 
                 "--role",
                 "all",
                 "--actors",
-                "echo",
+                actors,
                 "--accounts",
                 "",
             ],

@@ -7,15 +7,17 @@ What it measures, for ``synchronous`` = ``normal`` (the default) and ``full``:
   and waiting for the answer (acknowledged after commit), as fast as answers come.
   Counted: acknowledged posts per second, request latency (p50, p99), and the commits
   the store made (``GetStoreStats.commits``): under load, writes waiting in the mailbox
-  share one commit.
-* **baseline**: N threads, each with its own ``sqlite3`` connection to one WAL file with
-  the same ``synchronous`` and a 5 s busy timeout (what several processes writing one
-  database do), inserting one post and committing it each time. Counted: posts per
+  share one commit. Then ``Echo`` round trips to the echo actor in the same system, the
+  same way: what the messaging alone allows.
+* **baseline**: N threads, each with its own ``sqlite3`` connection to one WAL file of
+  the store's schema with the same ``synchronous`` and a 5 s busy timeout (what several
+  processes writing one database do), inserting one post (and its full-text entry) and
+  committing it each time. Counted: posts per
   second, ``database is locked`` errors.
 
-The last line printed is one JSON object: ``puts_per_s``, ``baseline_per_s``, ``ratio``,
-``p50_ms``, ``p99_ms``, ``writes_per_commit`` (for ``normal``) and the same figures under
-``full``, with ``writers`` and ``seconds``.
+The last line printed is one JSON object: ``puts_per_s``, ``echo_per_s``, ``vs_echo``,
+``baseline_per_s``, ``ratio``, ``p50_ms``, ``p99_ms``, ``writes_per_commit`` (for
+``normal``) and the same figures under ``full``, with ``writers`` and ``seconds``.
 
     python tests/benchmarks/store_writes.py --quick    # about 40 s
 """
@@ -23,17 +25,15 @@ The last line printed is one JSON object: ``puts_per_s``, ``baseline_per_s``, ``
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import os
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,11 +43,16 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from actors.store_migrations import apply_migrations  # noqa: E402
+from protocols import demo  # noqa: E402
 from protocols import store as p  # noqa: E402
+from protocols.base import Message  # noqa: E402
 from runtime.client import Client  # noqa: E402
 from runtime.errors import RequestError  # noqa: E402
+from tests.benchmarks.runtime_rtt import one_process_system  # noqa: E402
 
 STORE = "store:main"
+BodyOf = Callable[[int, int], Message]
 CHANNEL = -1001000000001
 
 
@@ -71,35 +76,12 @@ class Run:
         return statistics.quantiles(self.latencies, n=100)[int(q) - 1] * 1000
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def store_system(workdir: Path, synchronous: str) -> Iterator[str]:
-    """A one-process system hosting only ``store:main``; yields its broker endpoint."""
-    endpoint, events_in, events_out = (f"tcp://127.0.0.1:{free_port()}" for _ in range(3))
-    env = {
-        **os.environ,
-        "SWITCHBOARD__RUNTIME__BROKER_ENDPOINT": endpoint,
-        "SWITCHBOARD__RUNTIME__EVENTS_IN_ENDPOINT": events_in,
-        "SWITCHBOARD__RUNTIME__EVENTS_OUT_ENDPOINT": events_out,
-        "SWITCHBOARD__LOG__LEVEL": "warning",
-        "SWITCHBOARD__STORE__SYNCHRONOUS": synchronous,
-    }
-    log_path = workdir / "system.log"
-    command = [sys.executable, str(ROOT / "run.py"), "--role", "all"]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [*command, "--actors", "store=store:main", "--accounts", ""],
-            cwd=workdir,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    """A one-process system hosting ``store:main`` and ``echo``, ready; yields its broker
+    endpoint."""
+    settings = {"SWITCHBOARD__STORE__SYNCHRONOUS": synchronous}
+    with one_process_system(workdir, "echo,store=store:main", settings) as (process, endpoint):
         with Client(endpoint) as client:
             give_up = time.monotonic() + 30
             while True:
@@ -110,33 +92,27 @@ def store_system(workdir: Path, synchronous: str) -> Iterator[str]:
                     if time.monotonic() > give_up or process.poll() is not None:
                         raise
         yield endpoint
-    finally:
-        process.terminate()
-        process.wait(15)
-        if process.returncode not in (0, -15):
-            print(log_path.read_text(errors="replace"), file=sys.stderr)
 
 
-def run_store(workdir: Path, synchronous: str, writers: int, seconds: float) -> Run:
+def hammer(endpoint: str, writers: int, seconds: float, target: str, body: BodyOf) -> Run:
+    """``writers`` threads, each with its own client, sending ``body(k, n)`` to ``target``
+    one at a time (the n-th request of thread k) for ``seconds``."""
     result = Run(seconds)
     lock = threading.Lock()
+    start = threading.Barrier(writers)
 
-    def write(k: int, endpoint: str, start: threading.Barrier) -> None:
+    def send(k: int) -> None:
         latencies: list[float] = []
         errors = 0
-        message_id = k * 100_000_000
         with Client(endpoint) as client:
             start.wait()
             end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                message_id += 1
-                body = p.PutPosts(
-                    channel_id=CHANNEL,
-                    posts=[p.PostData(message_id=message_id, date=1, text=f"post {message_id}")],
-                )
+            for n in itertools.count(1):
+                if time.monotonic() >= end:
+                    break
                 sent = time.monotonic()
                 try:
-                    client.request(STORE, body, timeout=10)
+                    client.request(target, body(k, n), timeout=10)
                 except RequestError:
                     errors += 1
                     continue
@@ -146,27 +122,40 @@ def run_store(workdir: Path, synchronous: str, writers: int, seconds: float) -> 
             result.written += len(latencies)
             result.errors += errors
 
-    with store_system(workdir, synchronous) as endpoint, Client(endpoint) as client:
-        before = client.request(STORE, p.GetStoreStats(), timeout=10).commits
-        start = threading.Barrier(writers)
-        threads = [
-            threading.Thread(target=write, args=(k, endpoint, start)) for k in range(writers)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        result.commits = client.request(STORE, p.GetStoreStats(), timeout=10).commits - before
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return result
 
 
+def put_one(k: int, n: int) -> p.PutPosts:
+    message_id = k * 100_000_000 + n
+    post = p.PostData(message_id=message_id, date=1, text=f"post {message_id}")
+    return p.PutPosts(channel_id=CHANNEL, posts=[post])
+
+
+def echo_one(k: int, n: int) -> demo.Echo:
+    return demo.Echo(text=f"post {k * 100_000_000 + n}")
+
+
+def run_store(workdir: Path, synchronous: str, writers: int, seconds: float) -> tuple[Run, Run]:
+    """PutPosts through the store, then Echo round trips in the same system (messaging
+    alone): (store, echo)."""
+    with store_system(workdir, synchronous) as endpoint, Client(endpoint) as client:
+        before = client.request(STORE, p.GetStoreStats(), timeout=10).commits
+        store = hammer(endpoint, writers, seconds, STORE, put_one)
+        store.commits = client.request(STORE, p.GetStoreStats(), timeout=10).commits - before
+        echo = hammer(endpoint, writers, seconds, "echo", echo_one)
+    return store, echo
+
+
 def run_baseline(path: Path, synchronous: str, writers: int, seconds: float) -> Run:
-    setup = sqlite3.connect(path)
+    setup = sqlite3.connect(path, isolation_level=None)
     setup.execute("PRAGMA journal_mode = WAL")
-    setup.execute(
-        "CREATE TABLE posts (channel_id INTEGER, message_id INTEGER, text TEXT,"
-        " UNIQUE (channel_id, message_id))"
-    )
+    apply_migrations(setup)  # the store's own schema, full-text index included
+    setup.execute("INSERT INTO channels (id) VALUES (?)", (CHANNEL,))
     setup.close()
     result = Run(seconds)
     lock = threading.Lock()
@@ -185,10 +174,13 @@ def run_baseline(path: Path, synchronous: str, writers: int, seconds: float) -> 
             sent = time.monotonic()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.execute(
-                    "INSERT INTO posts VALUES (?, ?, ?)",
-                    (CHANNEL, message_id, f"post {message_id}"),
-                )
+                text = f"post {message_id}"
+                rowid = conn.execute(
+                    "INSERT INTO posts (channel_id, message_id, seq, date, text)"
+                    " VALUES (?, ?, ?, 1, ?)",
+                    (CHANNEL, message_id, message_id, text),
+                ).lastrowid
+                conn.execute("INSERT INTO posts_fts (rowid, text) VALUES (?, ?)", (rowid, text))
                 conn.execute("COMMIT")
             except sqlite3.OperationalError:
                 errors += 1
@@ -211,9 +203,11 @@ def run_baseline(path: Path, synchronous: str, writers: int, seconds: float) -> 
     return result
 
 
-def figures(store: Run, baseline: Run) -> dict[str, float | int]:
+def figures(store: Run, echo: Run, baseline: Run) -> dict[str, float | int]:
     return {
         "puts_per_s": round(store.per_s),
+        "echo_per_s": round(echo.per_s),
+        "vs_echo": round(store.per_s / echo.per_s, 2) if echo.per_s else 0.0,
         "baseline_per_s": round(baseline.per_s),
         "ratio": round(store.per_s / baseline.per_s, 2) if baseline.per_s else 0.0,
         "p50_ms": round(store.percentile_ms(50), 2),
@@ -238,18 +232,19 @@ def main(argv: list[str] | None = None) -> None:
         for synchronous in ("normal", "full"):
             workdir = Path(tmp) / synchronous
             workdir.mkdir()
-            store = run_store(workdir, synchronous, args.writers, seconds)
+            store, echo = run_store(workdir, synchronous, args.writers, seconds)
             baseline = run_baseline(
                 workdir / "baseline.sqlite3", synchronous, args.writers, seconds
             )
-            results[synchronous] = figures(store, baseline)
+            results[synchronous] = figures(store, echo, baseline)
             f = results[synchronous]
             print(
                 f"synchronous={synchronous:<6} store {f['puts_per_s']:>7,}/s "
                 f"(p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, "
                 f"{f['writes_per_commit']} writes per commit, {f['errors']} errors) | "
                 f"baseline {f['baseline_per_s']:>7,}/s (p99 {f['baseline_p99_ms']} ms, "
-                f"{f['baseline_locked']} locked) | ratio {f['ratio']}",
+                f"{f['baseline_locked']} locked) | ratio {f['ratio']} | "
+                f"echo round trips {f['echo_per_s']:,}/s: store/echo {f['vs_echo']}",
                 flush=True,
             )
     summary = {**results["normal"], "full": results["full"]}

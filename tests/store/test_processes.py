@@ -90,11 +90,13 @@ def test_every_acknowledged_write_survives_kill_9_mid_write(system: System) -> N
     acked = {i for w in writers for i in w.acked}
     assert all(isinstance(w.failure, RequestError) for w in writers)
 
-    start_store(system, "store-2")  # reopens the file the killed process was writing
+    # The file as the killed process left it (with its WAL), before anyone reopens it.
     with sqlite3.connect(system.tmp / "data" / "store.sqlite3") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.execute("INSERT INTO posts_fts (posts_fts, rank) VALUES ('integrity-check', 1)")
         stored = {i for (i,) in conn.execute("SELECT message_id FROM posts")}
     assert acked <= stored, f"{len(acked - stored)} acknowledged posts lost"
+    start_store(system, "store-2")  # reopens the file the killed process was writing
     with Client(system.broker) as client:
         stats = client.request(STORE, p.GetStoreStats(), timeout=10)
         since = client.request(STORE, p.PostsSince(after_seq=stats.last_seq - 1), timeout=10)

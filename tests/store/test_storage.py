@@ -249,6 +249,29 @@ def test_search_finds_words_skips_deleted_posts_and_follows_edits(store: Store) 
     assert found('"rocket scrubbed" OR opening') == [(CHANNEL, 2), (CHANNEL, 1)]
 
 
+def test_the_index_matches_the_posts_after_edits_and_rollbacks_in_a_batch(store: Store) -> None:
+    seed(store)
+    store.begin()
+    _put(store, post(4, "alpha"))
+    _put(store, post(4, "gamma", edit_date=1), post(2, "delta", edit_date=1))
+    with pytest.raises(RuntimeError), store.atomic():
+        _put(store, post(5, "beta"), post(4, "epsilon", edit_date=2))
+        raise RuntimeError("a bug after a write")
+    store.commit()
+    assert store.integrity_check() == "ok"
+
+    def found(query: str) -> list[int]:
+        return [x.message_id for x in store.search_posts(p.SearchPosts(query=query)).posts]
+
+    assert (found("alpha"), found("gamma"), found("delta"), found("beta")) == ([], [4], [2], [])
+    assert found("epsilon") == [] and found("number") == [3, 1]
+    store._conn.execute(  # a post written behind the Store's back is not indexed
+        "INSERT INTO posts (channel_id, message_id, seq, date, text) VALUES (?, 9, 99, 1, 'x')",
+        (CHANNEL,),
+    )
+    assert "full-text index" in store.integrity_check()
+
+
 def test_hostile_looking_but_valid_queries_are_just_searched(store: Store) -> None:
     seed(store)
     for query in ['"\'; DROP TABLE posts; --"', '"x\') OR 1=1 --"', "post*"]:
