@@ -32,6 +32,7 @@ if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_
 import argparse
 import contextlib
 import getpass
+import json
 import os
 import sys
 import textwrap
@@ -45,7 +46,7 @@ from telethon.sessions import StringSession
 from actors import actor_kinds, monitor_actors, session_actors
 from actors.qr import to_terminal
 from actors.session import open_session_file, session_address, session_path
-from config import ConfigError, Settings, load_settings
+from config import ConfigError, Settings, accounts_toml, load_settings
 from protocols.base import Request
 from protocols.broker import GetStatus, Status
 from protocols.codec import BODY_TYPES, FrameError, body_from_json, body_to_json
@@ -90,7 +91,9 @@ _QR_ATTEMPTS = 3
 # What a process hosts without --actors: the whole system includes the application's
 # store and serves the HTTP API; a node of a multi-process deployment hosts what it is
 # told (the store and the API once each).
-DEFAULT_ACTORS = {"all": "echo,store=store:main,api=api:main", "node": "echo"}
+DEFAULT_ACTORS = {"all": "echo,store=store:main,api=api:main", "node": ""}
+# Where the demo writes its accounts for the operator commands (in data_dir).
+DEMO_CONFIG = "demo.toml"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(exc, 2)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except EOFError:
+        return _fail("no answer to the question: stdin is closed", 1)
     except BrokenPipeError:
         # The reader went away (`| head`): nothing more to say, and nobody to say it to.
         # stdout is pointed at /dev/null so that flushing it at exit fails no more.
@@ -162,8 +167,7 @@ def _parser() -> argparse.ArgumentParser:
         "--actors",
         default=None,
         help="comma-separated actor kinds to host, KIND or KIND=ADDRESS "
-        f"(default: {DEFAULT_ACTORS['all']} for the whole system, {DEFAULT_ACTORS['node']} "
-        "for a node)",
+        f"(default: {DEFAULT_ACTORS['all']} for the whole system, none for a node)",
     )
     run.add_argument(
         "--accounts",
@@ -244,7 +248,11 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     if args.role == "all" and not settings.accounts and args.accounts is None:
         demo, accounts = start_demo(settings.data_dir)
         settings = msgspec.structs.replace(settings, accounts=accounts)
-        log.info("no accounts configured: running against the built-in sandbox", port=demo.port)
+        log.info(
+            "no accounts configured: running against the built-in sandbox",
+            port=demo.port,
+            operator_config=str(_write_demo_config(settings)),
+        )
     broker = None
     node = None
     try:
@@ -277,6 +285,20 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         if demo is not None:
             demo.stop()
     return 0
+
+
+def _write_demo_config(settings: Settings) -> Path:
+    """Write the demo's accounts to ``<data_dir>/demo.toml`` (mode 0600) and return its path.
+
+    So the operator commands reach the demo's accounts while it runs:
+    ``run.py login reader --config data/demo.toml``.
+    """
+    path = Path(settings.data_dir) / DEMO_CONFIG
+    text = f"data_dir = {json.dumps(settings.data_dir)}\n\n" + accounts_toml(settings.accounts)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+    return path
 
 
 def _reach_session(settings: Settings, account: str) -> contextlib.AbstractContextManager[Client]:
@@ -485,6 +507,7 @@ def _curve_keys(settings: Settings, args: argparse.Namespace) -> int:
         f'[runtime]\ncurve_server_key = "{public}"'
     )
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,13 @@
 """Typed settings from ``switchboard.toml`` plus environment overrides, and the secret type."""
 
 from config.errors import ConfigError, Problem
-from config.loader import DEFAULT_CONFIG_FILE, ENV_PREFIX, convert_settings, load_settings
+from config.loader import (
+    DEFAULT_CONFIG_FILE,
+    ENV_PREFIX,
+    accounts_toml,
+    convert_settings,
+    load_settings,
+)
 from config.secrets import REDACTED, Secret, dec_hook, enc_hook, redact_text, reveal_enc_hook
 from config.settings import (
     LOG_LEVELS,
@@ -42,6 +48,7 @@ __all__ = [
     "Settings",
     "SupervisionSettings",
     "TelegramSettings",
+    "accounts_toml",
     "convert_settings",
     "dec_hook",
     "dump_settings",

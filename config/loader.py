@@ -10,6 +10,7 @@ is wrong and what was expected; none shows a secret's value.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 import re
@@ -22,10 +23,16 @@ import msgspec
 import msgspec.inspect as mi
 
 from config.errors import ConfigError, Problem
-from config.secrets import Secret, dec_hook, describe_value, redact_text
-from config.settings import Settings, iter_problems
+from config.secrets import Secret, dec_hook, describe_value, redact_text, reveal_enc_hook
+from config.settings import AccountSettings, Settings, iter_problems
 
-__all__ = ["DEFAULT_CONFIG_FILE", "ENV_PREFIX", "convert_settings", "load_settings"]
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "ENV_PREFIX",
+    "accounts_toml",
+    "convert_settings",
+    "load_settings",
+]
 
 DEFAULT_CONFIG_FILE = "switchboard.toml"
 ENV_PREFIX = "SWITCHBOARD__"
@@ -79,6 +86,32 @@ def load_settings(
         sources[key] = source
     # Check the merged data even when the environment had problems, to report all at once.
     return _convert(Settings, data, sources, problems)
+
+
+def accounts_toml(accounts: Mapping[str, AccountSettings]) -> str:
+    """The ``[accounts.<name>]`` tables of ``accounts`` as TOML, secrets revealed.
+
+    `load_settings` reads the text back to equal settings. Unset (None) and empty values
+    are left out; a nested section becomes an inline table.
+    """
+    tables = []
+    for name, account in accounts.items():
+        data = msgspec.to_builtins(account, enc_hook=reveal_enc_hook)
+        lines = [f"{key} = {_toml_value(value)}" for key, value in data.items() if value]
+        tables.append("\n".join([f"[accounts.{name}]", *lines]))
+    return "\n\n".join(tables) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        items = ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None)
+        return f"{{ {items} }}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        # A JSON string is a TOML basic string: the same quotes and escapes.
+        return json.dumps(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def convert_settings(

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.runtime.conftest import start_node
-from tests.runtime.support import REPO, Proc, System
+from tests.runtime.support import REPO, Proc, System, wait_until
 
 
 def test_unknown_actor_kind(system: System) -> None:
@@ -112,3 +112,21 @@ def test_a_closed_pipe_is_not_a_traceback(system: System, broker: Proc) -> None:
         os.close(write_end)
     assert done.returncode == 141
     assert done.stderr == ""
+
+
+def test_the_readme_multi_process_example(system: System, broker: Proc) -> None:
+    # A node hosts nothing unless told, so a later --actors echo is not refused.
+    first = start_node_hosting_nothing(system, "n1")
+    start_node(system, "n3", "echo")
+    assert system.owner_of("echo") == "n3"
+    standby = start_node(system, "n2", "echo", "--standby")
+    assert first.popen.poll() is None and standby.popen.poll() is None
+
+
+def start_node_hosting_nothing(system: System, node_id: str) -> Proc:
+    """``run.py --role node --node-id ID`` as the README writes it, once it registered."""
+    proc = system.run("--role", "node", "--node-id", node_id, name=node_id)
+    wait_until(
+        lambda: node_id in {n.node_id for n in system.status().nodes}, 30, f"{node_id} to join"
+    )
+    return proc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from protocols import session as s
@@ -38,6 +39,15 @@ def test_run_py_without_configuration_runs_the_demo(tmp_path: Path) -> None:
         assert isinstance(me, s.Me) and me.user.bot
         assert store.schema_version > 0
         assert (tmp_path / "data" / "store.sqlite3").exists()
+
+        # The README's account commands against the running demo, through its accounts file.
+        demo_config = tmp_path / "data" / "demo.toml"
+        assert stat.S_IMODE(demo_config.stat().st_mode) == 0o600
+        login = system.command("login", "reader", "--config", "data/demo.toml")
+        assert login.returncode == 0, login.stderr
+        assert login.stdout.startswith("reader is logged in as Demo Reader")
+        piped = system.command("call", "session:demo", "-", input='{"type": "GetMe"}')
+        assert piped.returncode == 0 and '"bot":true' in piped.stdout
         assert main.stop() == 0
         assert "Traceback" not in main.log_text()
     finally:
