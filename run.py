@@ -15,9 +15,9 @@
 
 Exit codes: 0 success, 1 a request failed or no broker answered, 2 bad configuration or
 arguments (an endpoint that cannot be bound included), 3 something is held by another
-process (an address owned by another node, a locked session file or sandbox data
-directory, an endpoint in use), 130 interrupted (Ctrl-C), 141 stdout was closed early
-(``run.py status | head -1``).
+process (an address owned by another node, a locked session file, a data directory where
+another whole system or sandbox runs, an endpoint in use), 130 interrupted (Ctrl-C),
+141 stdout was closed early (``run.py status | head -1``).
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ from runtime.client import Client
 from runtime.errors import (
     AddressTakenError,
     BrokerUnreachableError,
+    DataDirInUseError,
     EndpointError,
     RequestError,
     UsageError,
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return commands[args.command](settings, args)
-    except (AddressTakenError, SessionLockedError) as exc:
+    except (AddressTakenError, SessionLockedError, DataDirInUseError) as exc:
         return _fail(exc, 3)
     except EndpointError as exc:
         return _fail(exc, 3 if exc.in_use else 2)
@@ -244,6 +245,7 @@ def _message_types_help() -> str:
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     specs = DEFAULT_ACTORS.get(args.role, "") if args.actors is None else args.actors
     actors = parse_actor_specs(_split(specs), actor_kinds(settings))
+    whole_system = _lock_data_dir(settings) if args.role == "all" else None
     demo = None
     if args.role == "all" and not settings.accounts and args.accounts is None:
         demo, accounts = start_demo(settings.data_dir)
@@ -284,7 +286,29 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             broker.stop()
         if demo is not None:
             demo.stop()
+        if whole_system is not None:
+            whole_system.release()
     return 0
+
+
+def _lock_data_dir(settings: Settings) -> SessionFileLock:
+    """The lock that makes this the only whole system on its data directory.
+
+    Two would run two owners of every account and two writers of the store. Nodes of a
+    multi-process deployment may share the directory: the broker and the session file
+    locks keep them apart. Raises DataDirInUseError naming the running one's pid.
+    """
+    directory = Path(settings.data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = SessionFileLock(directory / "switchboard")
+    try:
+        lock.acquire()
+    except SessionLockedError as exc:
+        raise DataDirInUseError(
+            f"another run.py runs the whole system on {directory} (pid {exc.pid} on "
+            f"{exc.host}): stop it, or give this one another data_dir"
+        ) from None
+    return lock
 
 
 def _write_demo_config(settings: Settings) -> Path:

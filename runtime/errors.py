@@ -95,6 +95,10 @@ class EndpointError(Exception):
         self.in_use = in_use
 
 
+class DataDirInUseError(Exception):
+    """Another process runs the whole system on this data directory; the message names it."""
+
+
 class BrokerUnreachableError(Exception):
     """No broker answered a node at ``endpoint`` within ``timeout`` seconds.
 

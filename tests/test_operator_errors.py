@@ -107,7 +107,8 @@ def test_second_demo_on_the_same_data_dir_exits_at_once_naming_the_first(
     done = other.command()
     assert done.returncode == HELD
     line = one_error_line(done.stderr)
-    assert "data/sandbox/world.json" in line and f"in use by pid {first.pid}" in line
+    assert line.startswith("error: another run.py runs the whole system on data (pid ")
+    assert f"(pid {first.pid} on " in line
     assert first.popen.poll() is None  # the first one carries on
 
 
