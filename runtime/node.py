@@ -183,6 +183,7 @@ class Node:
         self._threads.prefix = self._identity
         self._lease_s, _ = lease_bounds(options.heartbeat_interval_s, options.heartbeat_liveness)
         self._lease_until = 0.0
+        self._ready_sent = 0.0
         self._seq = itertools.count(1)
         self._sent_at: dict[int, float] = {}
         # Addresses whose actor was stopped when the lease ran out, to claim again, with
@@ -360,7 +361,8 @@ class Node:
 
         ``held`` re-claims the addresses whose lease is still valid, at their epochs.
         """
-        valid = time.monotonic() < self._lease_until
+        self._ready_sent = now = time.monotonic()
+        valid = now < self._lease_until
         return Ready(
             node_id=self.node_id,
             host=socket.gethostname(),
@@ -376,6 +378,18 @@ class Node:
         seq = next(self._seq)
         self._sent_at[seq] = time.monotonic()
         return seq
+
+    def _on_disconnect(self) -> None:
+        """The broker does not know this node: say hello again, once per interval.
+
+        Heartbeats queued while the broker was away arrive together; each is answered
+        ``Disconnect``, and one ``Ready`` answers them all.
+        """
+        now = time.monotonic()
+        if now - self._ready_sent < self.options.heartbeat_interval_s:
+            return
+        self._log.info("broker does not know this node (restarted?); registering again")
+        self._send(self._ready())
 
     def _on_ack(self, ack: int) -> None:
         """The broker had packet ``ack``: the lease lasts from its sending."""
@@ -514,8 +528,7 @@ class Node:
             elif isinstance(packet, Revoked):
                 self._on_revoked(packet)
             elif isinstance(packet, Disconnect):
-                self._log.info("broker does not know this node (restarted?); registering again")
-                self._send(self._ready())
+                self._on_disconnect()
 
     def _on_envelope(self, envelope: Envelope) -> None:
         if envelope.reply_to:
@@ -591,7 +604,8 @@ class Node:
             self._suspended[address] = granted.epoch  # claimed again once the lease is renewed
             return
         self._suspended.pop(address, None)
-        renewed = self._epochs.get(address) == granted.epoch  # a re-claim, not a new grant
+        # A re-claim (same epoch, actor running), not a new grant: no new line.
+        renewed = self._epochs.get(address) == granted.epoch and address in self._mailboxes
         self._epochs[address] = granted.epoch
         if self._refusals.pop(address, None) is not None:
             self._log.info("address taken over", address=address, epoch=granted.epoch)
