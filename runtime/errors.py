@@ -108,8 +108,7 @@ class BrokerUnreachableError(Exception):
 
     def __init__(self, endpoint: str, timeout: float, cause: str = "") -> None:
         super().__init__(
-            f"no broker answered at {endpoint} within {timeout:g}s: "
-            + (cause or NO_BROKER_ADVICE)
+            f"no broker answered at {endpoint} within {timeout:g}s: " + (cause or NO_BROKER_ADVICE)
         )
         self.endpoint = endpoint
         self.timeout = timeout

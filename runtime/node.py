@@ -234,8 +234,10 @@ class Node:
         wanted = set(addresses)
         with self._decided:
             return self._decided.wait_for(
-                lambda: self._node_refusal is not None
-                or all(a in self._epochs or a in self._refusals for a in wanted),
+                lambda: (
+                    self._node_refusal is not None
+                    or all(a in self._epochs or a in self._refusals for a in wanted)
+                ),
                 timeout,
             )
 
@@ -281,6 +283,11 @@ class Node:
 
     def send_request(self, envelope: Envelope) -> concurrent.futures.Future[Message]:
         future: concurrent.futures.Future[Message] = concurrent.futures.Future()
+        packet = encode_packet(envelope)
+        if len(packet) > self.options.max_frame_bytes:
+            # The broker would drop this node's connection for a frame over 4x the limit.
+            future.set_result(errors.BadRequest(message=_too_big(len(packet), self.options)))
+            return future
         with self._outbound_lock:
             self._outbound[envelope.id] = future
         deadline = envelope.deadline or time.time() + self.options.request_timeout_s
@@ -290,7 +297,7 @@ class Node:
             + _DEADLINE.pack(deadline)
             + bytes([len(request_id)])
             + request_id
-            + encode_packet(envelope)
+            + packet
         )
         if not sent:
             with self._outbound_lock:
@@ -305,8 +312,13 @@ class Node:
         if self._pending.pop(envelope.reply_to, None) is None:
             return
         envelope.epoch = self._epochs.get(envelope.sender, 0)
+        packet = encode_packet(envelope)
+        if len(packet) > self.options.max_frame_bytes:
+            error = errors.Internal(message=_too_big(len(packet), self.options, "reply"))
+            envelope.body = pack_body(error)
+            packet = encode_packet(envelope)
         try:
-            self._threads.dealer().send(encode_packet(envelope), zmq.NOBLOCK)
+            self._threads.dealer().send(packet, zmq.NOBLOCK)
         except zmq.ZMQError as exc:
             # The requester gets its Timeout at the deadline; nothing else can be done.
             self._dropped(f"reply to {envelope.target}", exc)
@@ -719,6 +731,10 @@ class Node:
             self._monitor.close(linger=0)
         self._dealer.close(linger=1000)
         self._pull.close(linger=0)
+
+
+def _too_big(size: int, options: NodeOptions, what: str = "request") -> str:
+    return f"{what} of {size} bytes exceeds max_frame_bytes ({options.max_frame_bytes})"
 
 
 def _pid_alive(pid: int) -> bool:
