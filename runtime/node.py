@@ -550,6 +550,8 @@ class Node:
                 future.set_result(_open_reply(envelope))
             return
         mailbox = self._mailboxes.get(envelope.target)
+        if mailbox is not None and time.monotonic() >= self._lease_until:
+            mailbox = None  # its lease ran out (a frozen node): stopped right after this
         if mailbox is None:
             self._refuse(
                 envelope,

@@ -26,6 +26,7 @@ BENCHMARKS = (
     "shared_session",
     "store_writes",
     "api_bench",
+    "failover",
 )
 
 
