@@ -27,6 +27,7 @@ BENCHMARKS = (
     "store_writes",
     "api_bench",
     "failover",
+    "first_start",
 )
 
 
