@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import signal
 import time
 import urllib.request
@@ -229,6 +230,27 @@ async def test_bad_input_is_refused_before_any_actor_is_asked(app_client: TestCl
         assert _asked(samples, kind) == 0, kind
     for kind in ("SubmitCode", "SubmitPassword"):
         assert _asked(samples, kind) == 0, kind
+
+
+async def test_a_flood_wait_is_a_429_with_retry_after_and_shows_in_the_metrics(
+    api_system: ApiSystem,
+) -> None:
+    api_system.sandbox.control.flood("auth.sendCode", 300, count=1)
+    async with ClientSession(api_system.url, headers=api_system.headers()) as http:
+        response = await http.post("/login/carol/phone", json={"phone": api_system.carol_phone})
+        body = await response.json()
+        assert response.status == 429 and body["code"] == "FloodWait", body
+        assert 290 < body["retry_after"] <= 300
+        assert int(response.headers["Retry-After"]) == math.ceil(body["retry_after"])
+        key = (
+            "switchboard_flood_wait_seconds",
+            (("account", "carol"), ("method", "sendCode")),
+        )
+
+        async def shown() -> bool:  # the method as the flood control names it
+            return (await _metrics(http)).get(key, 0) > 200
+
+        await eventually(shown, 10, "carol's flood wait in the metrics")
 
 
 def _get(url: str) -> tuple[int, Any]:
