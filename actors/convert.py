@@ -7,7 +7,7 @@ from plain values, and every Telethon error becomes one typed error body.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from telethon import errors as tg_errors
 from telethon import utils
@@ -75,6 +75,17 @@ def peer(entity: Any) -> Peer:
             broadcast=bool(entity.broadcast),
         )
     return Peer(id=peer_id, kind="group", title=getattr(entity, "title", "") or "")
+
+
+def input_peer(peer: Any) -> Peer:
+    """The Peer an input peer names, without asking Telegram: its id and kind only."""
+    if isinstance(peer, types.InputPeerChannel):
+        kind: Literal["user", "group", "channel"] = "channel"
+    elif isinstance(peer, types.InputPeerChat):
+        kind = "group"
+    else:
+        kind = "user"
+    return Peer(id=utils.get_peer_id(peer), kind=kind)
 
 
 def buttons(markup: Any) -> list[list[Button]]:

@@ -124,12 +124,22 @@ class Bucket:
         self.at = time.monotonic()
 
     def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
+        """One call now if the budget allows it (True), else nothing is taken."""
+        self._refill(now)
         if self.tokens < 1.0:
             return False
         self.tokens -= 1.0
         return True
+
+    def charge(self, now: float) -> None:
+        """Count a call made anyway (a further page): the budget may go below zero, and
+        later calls wait until it is paid back."""
+        self._refill(now)
+        self.tokens -= 1.0
+
+    def _refill(self, now: float) -> None:
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
 
 
 @dataclass
@@ -178,6 +188,7 @@ class Watch:
     resync_from: int = -1  # a failed write: catch up from here (below the newest stored)
     error: str = ""
     newest_seen: int = 0
+    recorded_at: float = 0.0  # when the store last heard of a check (monotonic)
 
     @property
     def id(self) -> int:
@@ -662,8 +673,14 @@ class ParserActor(Actor):
             self._spawn(self._check(watch, reader))
 
     async def _check(self, watch: Watch, reader: Reader) -> None:
-        """One check: fetch what is newer than the newest stored post, store it."""
+        """One check: fetch what is newer than the newest stored post, store it.
+
+        The store hears of the check (``RecordCheck``) when it found or failed something,
+        and otherwise at least every ``reconcile_max_s``: a quiet channel costs one
+        Telegram call a period and no write.
+        """
         missed = 0
+        failed_before = bool(watch.error)
         try:
             async with watch.lock:
                 missed = await self._catch_up(watch, reader)
@@ -679,18 +696,28 @@ class ParserActor(Actor):
         finally:
             watch.live = False
             watch.checking = False
-            jitter = random.uniform(0.9, 1.1)
-            watch.next_check = time.monotonic() + watch.period * jitter
-        with contextlib.suppress(RequestError):
-            await self._call(
-                STORE_ADDRESS,
-                st.RecordCheck(
-                    channel_id=watch.id,
-                    newest_id=watch.newest_seen,
-                    checked_at=int(time.time()),
-                    error=watch.error,
-                ),
-            )
+            now = time.monotonic()
+            if watch.resync_from >= 0 and not watch.error:
+                watch.next_check = now  # a live post showed a hole meanwhile
+            else:
+                watch.next_check = now + watch.period * random.uniform(0.9, 1.1)
+        if (
+            missed
+            or watch.error
+            or failed_before
+            or now - watch.recorded_at > self.settings.reconcile_max_s
+        ):
+            watch.recorded_at = now
+            with contextlib.suppress(RequestError):
+                await self._call(
+                    STORE_ADDRESS,
+                    st.RecordCheck(
+                        channel_id=watch.id,
+                        newest_id=watch.newest_seen,
+                        checked_at=int(time.time()),
+                        error=watch.error,
+                    ),
+                )
 
     def _next_period(self, watch: Watch, missed: int) -> float:
         cfg = self.settings
@@ -715,6 +742,7 @@ class ParserActor(Actor):
             if len(history.messages) < _PAGE:
                 break
             offset = min(m.id for m in history.messages)
+            reader.calls.charge(time.monotonic())  # every further page counts too
         if fetched:
             watch.newest_seen = max(watch.newest_seen, max(m.id for m in fetched))
         if not fetched:

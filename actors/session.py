@@ -577,7 +577,13 @@ class SessionActor(Actor):
             ),
         )
         chat = messages[0].chat if messages else None
-        about = convert.peer(chat) if chat is not None else await self._peer_of(None, peer, env)
+        # An empty page (a monitor's routine check) costs no second call for the peer.
+        if chat is not None:
+            about = convert.peer(chat)
+        elif isinstance(peer, types.InputPeerSelf):  # its id is only known by asking
+            about = await self._peer_of(None, peer, env)
+        else:
+            about = convert.input_peer(peer)
         return s.History(peer=about, messages=[convert.message(m) for m in messages])
 
     @handles(s.SendMessage)

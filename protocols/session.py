@@ -117,7 +117,8 @@ class History(Message):
 
 class FetchHistory(Request[History]):
     """Messages of a chat, newest first: at most ``limit``, older than ``offset_id`` (if
-    set), newer than ``min_id``. Answered with :class:`History`."""
+    set), newer than ``min_id``. Answered with :class:`History`; one Telegram call (an
+    empty page's ``peer`` then carries the id and kind only)."""
 
     peer: PeerRef
     limit: int = 100

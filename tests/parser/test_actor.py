@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from actors.parser import ParserActor, Quota
+from actors.parser import Bucket, ParserActor, Quota
 from config import ParserSettings
 from protocols import errors
 from protocols import parser as p
@@ -310,3 +310,14 @@ def test_a_live_post_past_a_hole_fetches_the_hole() -> None:
         late = chan.post("after the gap")
         r.harness.event(post_topic(chan.id), NewPost(account="a", channel_id=chan.id, message=late))
         r.harness.wait_for(lambda: r.store.stored(chan.id) == list(range(1, 33)))
+
+
+def test_the_call_budget_refills_at_its_rate_and_further_pages_are_paid_back() -> None:
+    bucket = Bucket(60)  # one a second, burst of 6
+    now = bucket.at
+    assert [bucket.take(now) for _ in range(7)] == [True] * 6 + [False]
+    assert bucket.take(now + 1.0)
+    bucket.charge(now + 1.0)
+    bucket.charge(now + 1.0)  # two further pages: two seconds owed
+    assert not bucket.take(now + 2.5)
+    assert bucket.take(now + 4.0)
