@@ -28,6 +28,8 @@ BENCHMARKS = (
     "api_bench",
     "failover",
     "first_start",
+    "ingest",
+    "monitor_scale",
 )
 
 
