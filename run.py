@@ -36,14 +36,17 @@ import json
 import os
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import structlog
 from telethon.sessions import StringSession
 
-from actors import actor_kinds, monitor_actors, session_actors
+from actors import actor_kinds, bot_actors, monitor_actors, session_actors
+from actors.demo import Demo, ErrorCounter
 from actors.qr import to_terminal
 from actors.session import open_session_file, session_address, session_path
 from config import ConfigError, Settings, accounts_toml, load_settings
@@ -64,6 +67,8 @@ from protocols.session import (
     User,
 )
 from runtime import curve
+from runtime.actor import ActorFactory
+from runtime.broker import Broker
 from runtime.client import Client
 from runtime.errors import (
     AddressTakenError,
@@ -83,16 +88,26 @@ from runtime.launcher import (
 )
 from runtime.locks import SessionFileLock, SessionLockedError
 from runtime.logging import configure_logging
-from sandbox.demo import log_in_demo_user, start_demo
+from runtime.node import Node
+from sandbox.demo import demo_settings, start_demo
 
 log = structlog.get_logger("run")
 
 COMMANDS = ("run", "status", "call", "login", "export-session", "import-session", "curve-keys")
 _QR_ATTEMPTS = 3
-# What a process hosts without --actors: the whole system includes the application's
-# store and serves the HTTP API; a node of a multi-process deployment hosts what it is
-# told (the store and the API once each).
-DEFAULT_ACTORS = {"all": "echo,store=store:main,api=api:main", "node": ""}
+# What a process of each role hosts without --actors: the whole system includes the
+# application's store and serves the HTTP API; a node hosts session actors (--accounts)
+# and what it is told; a bot process hosts a BotActor per bot account (--accounts).
+ROLE_ACTORS = {
+    "all": "echo,store=store:main,api=api:main",
+    "node": "",
+    "store": "store=store:main",
+    "parser": "parser=parser:main",
+    "api": "api=api:main",
+    "bot": "",
+    "broker": "",
+}
+DEMO_LOG = "switchboard.log"  # in data_dir: the demo's full structured log
 # Where the demo writes its accounts for the operator commands (in data_dir).
 DEMO_CONFIG = "demo.toml"
 
@@ -163,17 +178,32 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     run = command("run", "run the system, or one role of it (the default command)")
-    run.add_argument("--role", choices=("all", "broker", "node"), default="all")
+    run.add_argument(
+        "--role",
+        choices=tuple(ROLE_ACTORS),
+        default="all",
+        help="all: the whole system in this process; broker; node: session actors "
+        "(--accounts); store, parser, api: that actor; bot: a BotActor per bot account "
+        "(--accounts)",
+    )
     run.add_argument(
         "--actors",
         default=None,
         help="comma-separated actor kinds to host, KIND or KIND=ADDRESS "
-        f"(default: {DEFAULT_ACTORS['all']} for the whole system, none for a node)",
+        "(default: the role's own; for the whole system "
+        f"{ROLE_ACTORS['all']}, the parser and a BotActor per bot account)",
     )
     run.add_argument(
         "--accounts",
         default=None,
-        help="comma-separated accounts whose session actors this node hosts (default: all)",
+        help="comma-separated accounts whose session actors this node hosts, or whose "
+        "BotActors a bot role hosts (default: all, all bot accounts)",
+    )
+    run.add_argument(
+        "--demo-seconds",
+        type=_positive_seconds,
+        default=None,
+        help="the demo (no account configured) stops after this long and prints a summary",
     )
     run.add_argument("--node-id", default=None, help="this node's id (default: host-pid)")
     run.add_argument(
@@ -243,52 +273,118 @@ def _message_types_help() -> str:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    specs = DEFAULT_ACTORS.get(args.role, "") if args.actors is None else args.actors
-    actors = parse_actor_specs(_split(specs), actor_kinds(settings))
-    whole_system = _lock_data_dir(settings) if args.role == "all" else None
-    demo = None
     if args.role == "all" and not settings.accounts and args.accounts is None:
-        demo, accounts = start_demo(settings.data_dir)
-        settings = msgspec.structs.replace(settings, accounts=accounts)
-        log.info(
-            "no accounts configured: running against the built-in sandbox",
-            port=demo.port,
-            operator_config=str(_write_demo_config(settings)),
+        return _run_demo(settings, args)
+    if args.demo_seconds is not None:
+        raise UsageError(
+            "--demo-seconds runs the demo, which runs only when no account is configured"
         )
-    broker = None
-    node = None
+    broker, node = None, None
+    whole_system = _lock_data_dir(settings) if args.role == "all" else None
     try:
-        if args.role != "broker":
-            names = sorted(settings.accounts) if args.accounts is None else _split(args.accounts)
-            actors |= session_actors(settings, names)
-        if args.role == "all":
-            actors = monitor_actors(settings) | actors
         if args.role in ("all", "broker"):
             broker = start_broker(settings, local=args.role == "all")
-        if args.role in ("all", "node"):
+        if args.role != "broker":
             node = start_node(
                 settings,
-                actors,
+                _role_actors(settings, args),
                 node_id=args.node_id,
                 local=args.role == "all",
                 standby=args.standby,
             )
-        if demo is not None:
-            with client_for(settings) as client:
-                user = log_in_demo_user(client, demo)
-            log.info("demo user logged in through its session actor", user=user.username)
         log.info("running; Ctrl-C to stop", role=args.role, broker=settings.runtime.broker_endpoint)
         wait_for_signal()
     finally:
-        if node is not None:
-            node.stop()
-        if broker is not None:
-            broker.stop()
-        if demo is not None:
-            demo.stop()
+        _stop(node, broker)
         if whole_system is not None:
             whole_system.release()
     return 0
+
+
+def _role_actors(settings: Settings, args: argparse.Namespace) -> dict[str, ActorFactory]:
+    """What a process of ``args.role`` hosts: its role's actors (or ``--actors``), the
+    session actors of ``--accounts`` (a node, the whole system), the bots of a bot role.
+
+    Raises UsageError for an unknown kind or account, or a bot role without a bot account.
+    """
+    specs = ROLE_ACTORS[args.role] if args.actors is None else args.actors
+    actors = parse_actor_specs(_split(specs), actor_kinds(settings))
+    named = None if args.accounts is None else _split(args.accounts)
+    if args.role in ("all", "node"):
+        actors |= session_actors(settings, sorted(settings.accounts) if named is None else named)
+    if args.role == "bot":
+        actors |= bot_actors(settings, named)
+    if args.role == "all":
+        actors = monitor_actors(settings) | bot_actors(settings) | actors
+    return actors
+
+
+def _stop(node: Node | None, broker: Broker | None) -> None:
+    if node is not None:
+        node.stop()
+    if broker is not None:
+        broker.stop()
+
+
+def _run_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """The whole system against the demo sandbox, narrated; the full log goes to a file
+    (or JSON on stderr with ``log.format = "json"``). Returns 0 if there was no error."""
+    _role_actors(settings, args)  # wrong arguments are refused before anything starts
+    print("Switchboard demo: no account is configured, so the whole system runs against")
+    print("a built-in Telegram sandbox (a real MTProto server on loopback).", flush=True)
+    data_dir = Path(settings.data_dir)
+    with contextlib.ExitStack() as stack:
+        stack.callback(_lock_data_dir(settings).release)
+        if settings.log.format == "json":
+            where, stream = "JSON on stderr", sys.stderr
+        else:
+            log_path = data_dir / DEMO_LOG
+            where, stream = str(log_path), stack.enter_context(log_path.open("a"))
+        errors = ErrorCounter(stream)
+        configure_logging(settings.log.level, "json", errors)
+        world = start_demo(settings.data_dir)
+        stack.callback(world.stop)
+        print(
+            f"  sandbox      {world.sandbox.host}:{world.sandbox.port} (kept in {data_dir}/sandbox)"
+        )
+        settings = demo_settings(settings, world)
+        operator_config = _write_demo_config(settings)
+        broker = start_broker(settings, local=True)
+        stack.callback(broker.stop)
+        actors = _role_actors(settings, args)
+        node = start_node(settings, actors, node_id=args.node_id, local=True)
+        stack.callback(node.stop)
+        status_url = f"http://{settings.api.host}:{settings.api.port}/status"
+        print(f"  broker       {settings.runtime.broker_endpoint} (run.py status, run.py call)")
+        print(f"  actors       {', '.join(sorted(actors))}")
+        print(f"  status page  {status_url}")
+        print(f"  full logs    {where}")
+        print(f"  accounts     {operator_config} (run.py login reader1 --config {operator_config})")
+        print(
+            f"  demo bot     @{world.bot.username}, demo user @{world.person.username}", flush=True
+        )
+        log.info("running; Ctrl-C to stop", role="all", demo=True, status_url=status_url)
+        with client_for(settings) as client:
+            demo = Demo(world, client, sys.stdout, errors, where, status_url)
+            stop = threading.Event()
+            with _signals_set(stop):
+                summary = demo.play(stop, args.demo_seconds)
+        print("\n".join(summary.lines()))
+        print("Stopping.", flush=True)
+    return 0 if summary.errors == 0 else 1
+
+
+@contextlib.contextmanager
+def _signals_set(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` while in the block (Ctrl-C ends the demo cleanly)."""
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _lock_data_dir(settings: Settings) -> SessionFileLock:

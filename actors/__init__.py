@@ -20,7 +20,7 @@ from config import Settings
 from runtime.actor import ActorFactory
 from runtime.errors import UsageError
 
-__all__ = ["actor_kinds", "monitor_actors", "session_actors"]
+__all__ = ["actor_kinds", "bot_actors", "monitor_actors", "session_actors"]
 
 
 def actor_kinds(settings: Settings) -> dict[str, ActorFactory]:
@@ -54,6 +54,23 @@ def monitor_actors(settings: Settings) -> dict[str, ActorFactory]:
     if "store" in kinds:
         hosted["store:main"] = kinds["store"]
     return hosted
+
+
+def bot_actors(
+    settings: Settings, accounts: Iterable[str] | None = None
+) -> dict[str, ActorFactory]:
+    """{``bot:<name>``: factory} for each named bot account (default: every bot account).
+
+    Raises UsageError naming an account that is not a configured bot account.
+    """
+    bots = sorted(name for name, acc in settings.accounts.items() if acc.kind == "bot")
+    named = bots if accounts is None else list(accounts)
+    for name in named:
+        if name not in bots:
+            known = ", ".join(bots) or "none"
+            raise UsageError(f"{name!r} is not a configured bot account (bot accounts: {known})")
+    factory = actor_kinds(settings)["bot"]
+    return {f"bot:{name}": factory for name in named}
 
 
 def session_actors(settings: Settings, accounts: Iterable[str]) -> dict[str, ActorFactory]:

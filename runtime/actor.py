@@ -130,6 +130,9 @@ class ActorContext:
         typed: concurrent.futures.Future[R] = concurrent.futures.Future()
 
         def settle(asked: concurrent.futures.Future[Message]) -> None:
+            # The asker may have cancelled (a coroutine awaiting it was cancelled at stop).
+            if not typed.set_running_or_notify_cancel():
+                return
             try:
                 typed.set_result(check_reply(target, body, asked.result()))
             except BaseException as exc:  # the asker gets every failure, typed or not
