@@ -23,15 +23,18 @@ from protocols.base import Message, Request
 from runtime.errors import RequestError
 
 __all__ = [
+    "BROKER",
     "CLIENT",
     "PARSER",
     "SETTINGS",
     "STORE",
+    "Handler",
     "Param",
     "Requester",
     "Route",
     "bad_request",
     "json_response",
+    "path_id",
     "query_int",
     "read_json",
 ]
