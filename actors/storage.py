@@ -205,44 +205,29 @@ class Store:
     # -- channels -----------------------------------------------------------------
 
     def save_channel(self, req: p.SaveChannel) -> p.ChannelSaved:
-        c = req.channel
-        _channel_id(c.id)
-        username = _username(c.username)
-        fields = {
-            "username": username,
-            "title": _text(c.title, "title", MAX_TITLE),
-            "invite_link": _text(c.invite_link, "invite_link", MAX_LINK),
-            "reader": _name(c.reader, "reader", required=False),
-            "state": _choice(c.state, "state", CHANNEL_STATES),
-            "error": _error(c.error),
-        }
+        channel_id = _channel_id(req.channel.id)
+        fields = _channel_fields(req.channel)
         by = _name(req.by, "by", required=False)
-        added_by = _name(c.added_by, "added_by", required=False) or by
-        added_at = _non_negative(c.added_at, "added_at") or self._now()
-        if c.state == "removed":
-            raise Invalid("a channel is removed with DeleteChannel, not saved as removed")
+        fields["added_by"] = fields["added_by"] or by
+        fields["added_at"] = fields["added_at"] or self._now()
         with self.atomic():
-            old = self._conn.execute("SELECT state FROM channels WHERE id = ?", (c.id,)).fetchone()
+            old = self._conn.execute(
+                "SELECT state FROM channels WHERE id = ?", (channel_id,)
+            ).fetchone()
+            added = old is None or old[0] == "removed"
+            if not added:  # an update keeps who added it and when
+                del fields["added_by"], fields["added_at"]
+            updates = ", ".join(f"{name} = excluded.{name}" for name in fields)
+            self._conn.execute(
+                f"INSERT INTO channels (id, {', '.join(fields)})"
+                f" VALUES (?{', ?' * len(fields)}) ON CONFLICT (id) DO UPDATE SET {updates}",
+                (channel_id, *fields.values()),
+            )
             if old is None:
-                self._conn.execute(
-                    "INSERT INTO channels (id, username, title, invite_link, reader, state,"
-                    " error, added_by, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (c.id, *fields.values(), added_by, added_at),
-                )
-                self._conn.execute("INSERT INTO progress (channel_id) VALUES (?)", (c.id,))
-            else:
-                sets = ", ".join(f"{k} = ?" for k in fields)
-                self._conn.execute(
-                    f"UPDATE channels SET {sets} WHERE id = ?", (*fields.values(), c.id)
-                )
-            if old is None or old[0] == "removed":
-                if old is not None:  # re-added: this add is the one that counts
-                    self._conn.execute(
-                        "UPDATE channels SET added_by = ?, added_at = ? WHERE id = ?",
-                        (added_by, added_at, c.id),
-                    )
-                self._audit(c.id, "add", by or added_by)
-            return p.ChannelSaved(channel=self._channel(c.id), created=old is None)
+                self._conn.execute("INSERT INTO progress (channel_id) VALUES (?)", (channel_id,))
+            if added:
+                self._audit(channel_id, "add", by or fields["added_by"])
+            return p.ChannelSaved(channel=self._channel(channel_id), created=old is None)
 
     def delete_channel(self, req: p.DeleteChannel) -> p.ChannelDeleted:
         _channel_id(req.channel_id)
@@ -740,6 +725,22 @@ def _delivery(row: tuple[Any, ...]) -> p.Delivery:
 
 
 # -- input checks (each raises Invalid naming the field) --------------------------------
+
+
+def _channel_fields(c: p.Channel) -> dict[str, Any]:
+    """The channel's own columns, checked (a removed state is refused: DeleteChannel)."""
+    if c.state == "removed":
+        raise Invalid("a channel is removed with DeleteChannel, not saved as removed")
+    return {
+        "username": _username(c.username),
+        "title": _text(c.title, "title", MAX_TITLE),
+        "invite_link": _text(c.invite_link, "invite_link", MAX_LINK),
+        "reader": _name(c.reader, "reader", required=False),
+        "state": _choice(c.state, "state", CHANNEL_STATES),
+        "error": _error(c.error),
+        "added_by": _name(c.added_by, "added_by", required=False),
+        "added_at": _non_negative(c.added_at, "added_at"),
+    }
 
 
 def _int(value: object, what: str, low: int, high: int = INT64_MAX) -> int:
