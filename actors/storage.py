@@ -469,9 +469,9 @@ class Store:
         rows = self._conn.execute(
             f"SELECT {_POST_COLUMNS} FROM posts p WHERE p.channel_id = ?"
             " AND (? = 0 OR p.message_id < ?) ORDER BY p.message_id DESC LIMIT ?",
-            (req.channel_id, before, before, limit),
+            (req.channel_id, before, before, limit + 1),
         )
-        return self._posts(rows)
+        return self._page(rows, limit)
 
     def search_posts(self, req: p.SearchPosts) -> p.Posts:
         query = _text(req.query, "query", MAX_QUERY).strip()
@@ -489,13 +489,13 @@ class Store:
                 f"SELECT {_POST_COLUMNS} FROM posts_fts JOIN posts p ON p.id = posts_fts.rowid"
                 f" WHERE posts_fts MATCH ? AND p.deleted = 0{only}"
                 " ORDER BY p.date DESC, p.id DESC LIMIT ?",
-                (*args, limit),
+                (*args, limit + 1),
             ).fetchall()
         except sqlite3.OperationalError as exc:
             if not _is_query_error(exc):
                 raise
             raise Invalid(f"bad search query: {exc}") from None
-        return self._posts(rows)
+        return self._page(rows, limit)
 
     def posts_since(self, req: p.PostsSince) -> p.Posts:
         after = _non_negative(req.after_seq, "after_seq")
@@ -508,9 +508,9 @@ class Store:
             only = f" AND p.channel_id IN ({', '.join('?' * len(req.channel_ids))})"
         rows = self._conn.execute(
             f"SELECT {_POST_COLUMNS} FROM posts p WHERE p.seq > ?{only} ORDER BY p.seq LIMIT ?",
-            (after, *req.channel_ids, limit),
+            (after, *req.channel_ids, limit + 1),
         )
-        return self._posts(rows)
+        return self._page(rows, limit)
 
     # -- cursors and deliveries -----------------------------------------------------------
 
@@ -658,8 +658,18 @@ class Store:
         ).fetchone()
         return None if row is None else _delivery(row)
 
-    def _posts(self, rows: Iterable[tuple[Any, ...]]) -> p.Posts:
-        return p.Posts(posts=[_post(row) for row in rows], last_seq=self._last_seq())
+    def _page(self, rows: Iterable[tuple[Any, ...]], limit: int) -> p.Posts:
+        """Up to ``limit`` posts of ``rows`` (fetched with one more, to tell ``more``),
+        fewer when their text reaches ``PAGE_BYTES``, never none while rows remain."""
+        posts: list[p.Post] = []
+        size = 0
+        for row in rows:
+            post = _post(row)
+            size += len(post.text.encode())
+            if len(posts) == limit or (posts and size > p.PAGE_BYTES):
+                return p.Posts(posts=posts, last_seq=self._last_seq(), more=True)
+            posts.append(post)
+        return p.Posts(posts=posts, last_seq=self._last_seq())
 
 
 # -- rows to Structs ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from protocols.base import Message, Request
 MAX_TEXT = 65_536  # a post's text (Telegram allows 4,096, captions less; kept generous)
 MAX_PAGE = 1000  # the largest ``limit`` of any paged request
 MAX_BATCH = 1000  # the most posts in one PutPosts
+PAGE_BYTES = 512 * 1024  # a page of posts stops before its text passes this (UTF-8 bytes)
 
 ChannelState = Literal["joining", "active", "moving", "paused", "failed", "removed"]
 DeliveryStatus = Literal["pending", "sent", "failed", "skipped"]
@@ -179,10 +180,16 @@ class PostsPut(Message):
 
 
 class Posts(Message):
-    """A page of posts; ``last_seq`` is the store's newest sequence at read time."""
+    """A page of posts; ``last_seq`` is the store's newest sequence at read time.
+
+    ``more`` is True when posts follow this page: it holds ``limit`` posts, or fewer when
+    their text reached ``PAGE_BYTES`` (so a page always fits in a frame; it holds at
+    least one post). Ask again from its last post.
+    """
 
     posts: list[Post] = []
     last_seq: int = 0
+    more: bool = False
 
 
 class Cursor(Message):

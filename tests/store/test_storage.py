@@ -14,6 +14,7 @@ import pytest
 from actors import store_migrations
 from actors.storage import Invalid, Missing, Store
 from protocols import store as p
+from protocols.codec import DEFAULT_MAX_FRAME_BYTES, pack_body
 from tests.store.support import CHANNEL, OTHER, post, seed
 
 
@@ -225,6 +226,30 @@ def test_posts_since_pages_in_seq_order_and_filters_channels(store: Store) -> No
     assert seen == [1, 2, 3, 4, 5]
     other = store.posts_since(p.PostsSince(channel_ids=[OTHER])).posts
     assert [(x.channel_id, x.seq) for x in other] == [(OTHER, 4), (OTHER, 5)]
+
+
+def test_a_page_says_whether_more_posts_follow(store: Store) -> None:
+    seed(store)
+    assert store.posts_since(p.PostsSince(limit=2)).more
+    assert not store.posts_since(p.PostsSince(limit=3)).more
+    assert store.get_posts(p.GetPosts(channel_id=CHANNEL, limit=1)).more
+
+
+def test_a_page_of_long_posts_fits_in_a_frame_and_paging_gets_them_all(store: Store) -> None:
+    store.save_channel(p.SaveChannel(channel=p.Channel(id=CHANNEL)))
+    long_text = "é" * p.MAX_TEXT  # 128 KiB of UTF-8 each
+    for start in range(1, 41, 10):
+        _put(store, *[post(i, long_text) for i in range(start, start + 10)])
+    seen: list[int] = []
+    after = 0
+    while True:
+        page = store.posts_since(p.PostsSince(after_seq=after, limit=p.MAX_PAGE))
+        assert len(pack_body(page)) < DEFAULT_MAX_FRAME_BYTES
+        seen += _seqs(page.posts)
+        if not page.more:
+            break
+        after = page.posts[-1].seq
+    assert seen == list(range(1, 41))
 
 
 # -- search -------------------------------------------------------------------------------------
