@@ -79,6 +79,7 @@ _PAGE = 100  # messages per history call
 _TICK_S = 0.2  # how often the reconciler looks for due channels
 _BOOT_RETRY_S = 0.5
 _DAY = 86400.0
+_MAX_BY = 256  # who asked: an address or a user, recorded in the store's audit
 _DOWN_STATES = frozenset({"failed", "unauthorized"})
 _TOO_MUCH = "CHANNELS_TOO_MUCH"
 _ALREADY = "USER_ALREADY_PARTICIPANT"
@@ -310,6 +311,10 @@ class ParserActor(Actor):
     @handles(p.AddChannel)
     async def add(self, body: p.AddChannel) -> Message:
         ref = parse_ref(body.ref)
+        if not -1 <= body.backfill <= st.MAX_PAGE:
+            return errors.BadRequest(message=f"backfill must be -1..{st.MAX_PAGE}")
+        if len(body.by) > _MAX_BY:
+            return errors.BadRequest(message=f"by is longer than {_MAX_BY} characters")
         known = self._find(ref)
         if known is not None:
             return p.ChannelAdded(channel=self._health(known), created=False)
@@ -322,6 +327,8 @@ class ParserActor(Actor):
 
     @handles(p.RemoveChannel)
     async def remove(self, body: p.RemoveChannel) -> Message:
+        if len(body.by) > _MAX_BY:
+            return errors.BadRequest(message=f"by is longer than {_MAX_BY} characters")
         watch = self._find(parse_ref(body.ref))
         if watch is None:
             return errors.NotFound(message=f"{body.ref!r} is not watched")
@@ -481,7 +488,7 @@ class ParserActor(Actor):
         )
         saved = await self._call(STORE_ADDRESS, st.SaveChannel(channel=channel, by=body.by))
         watch = self._watch(saved.channel, next_check=time.monotonic() + self.settings.reconcile_s)
-        count = self.settings.backfill if body.backfill < 0 else min(body.backfill, st.MAX_PAGE)
+        count = self.settings.backfill if body.backfill < 0 else body.backfill
         backfilled = 0
         async with watch.lock:
             try:

@@ -52,7 +52,9 @@ class ParserStatus(Message):
 class AddChannel(Request[ChannelAdded]):
     """Watch a channel: ``@username``, ``t.me/name``, ``t.me/c/<id>``, an invite link
     (``t.me/+…``, ``t.me/joinchat/…``) or a numeric id. ``by`` is recorded (who asked),
-    ``backfill`` posts are stored at once (-1: the configured default)."""
+    ``backfill`` posts are stored at once (-1: the configured default; at most 1000).
+    ``BadRequest`` for a reference that is none of these, ``backfill`` out of range or
+    ``by`` over 256 characters."""
 
     ref: str
     by: str = ""

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from protocols import errors
 from protocols import parser as p
 from protocols import store as st
 from protocols.base import Message
 from protocols.events import PostDeleted, PostEdited, PostStored, stored_topic
 from runtime.client import Client, Subscriber
+from runtime.errors import RequestError
 from sandbox import SandboxThread
 from sandbox.control import Channel
 from tests.parser.support import (
@@ -297,3 +299,35 @@ def test_a_consumer_killed_mid_stream_sees_every_post_once(world: World) -> None
     assert seen == every  # 0 gaps: the consumer saw exactly the store's sequence
     new = {(int(c), int(m)) for _, c, m in (line.split() for line in lines())}
     assert {(marked(c), m) for c in channels for m in range(2, 202)} <= new
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        p.AddChannel(ref=""),
+        p.AddChannel(ref="x" * 100_000),
+        p.AddChannel(ref="@a'; DROP TABLE channels; --"),
+        p.AddChannel(ref="https://evil.example/news"),
+        p.AddChannel(ref="t.me/+\u0000\u202e"),
+        p.AddChannel(ref="-5"),
+        p.AddChannel(ref="@validname", backfill=-7),
+        p.AddChannel(ref="@validname", backfill=10**9),
+        p.AddChannel(ref="@validname", by="x" * 10_000),
+        p.RemoveChannel(ref="\x00"),
+        p.RemoveChannel(ref="@validname", by="x" * 10_000),
+    ],
+)
+def test_bad_input_is_a_typed_error_and_changes_nothing(world: World, body: Message) -> None:
+    before = world.client.request(STORE, st.ListChannels(), timeout=TIMEOUT).channels
+    with pytest.raises(RequestError) as refused:
+        world.client.request(PARSER, body, timeout=TIMEOUT)
+    assert isinstance(refused.value.error, errors.BadRequest), refused.value.error
+    assert world.client.request(STORE, st.ListChannels(), timeout=TIMEOUT).channels == before
+    assert world.monitor.procs_by_name["monitor"].popen.poll() is None
+
+
+def test_unknown_channels_are_not_found(world: World) -> None:
+    for body in (p.AddChannel(ref="@nosuchchannel"), p.RemoveChannel(ref="@nosuchchannel")):
+        with pytest.raises(RequestError) as refused:
+            world.client.request(PARSER, body, timeout=TIMEOUT)
+        assert isinstance(refused.value.error, errors.NotFound), refused.value.error
