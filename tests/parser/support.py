@@ -8,7 +8,6 @@ again.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +48,6 @@ FAST_PARSER = {
 PARSER = "parser:main"
 STORE = "store:main"
 TIMEOUT = 30.0
-
-_names = itertools.count(1)
 
 
 def marked(channel: Channel) -> int:
@@ -121,23 +118,8 @@ class Monitor(Sessions):
         return proc
 
     def service(self, node_id: str, actors: str) -> Proc:
-        """A node process hosting ``actors`` and no session actor."""
-        proc = self.run(
-            "--role",
-            "node",
-            "--node-id",
-            node_id,
-            "--actors",
-            actors,
-            "--accounts",
-            "",
-            name=f"{node_id}-{next(_names)}",
-        )
-        wait_until(
-            lambda: proc.has_logged("hosting address") or proc.popen.poll() is not None,
-            TIMEOUT,
-            f"node {node_id} to start",
-        )
+        """A node process hosting ``actors`` and no session actor (the last --actors wins)."""
+        proc = self.node(node_id, "", "--actors", actors)
         assert proc.popen.poll() is None, proc.log_text()
         return proc
 
