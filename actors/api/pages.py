@@ -142,6 +142,21 @@ def status_page(report: StatusReport) -> str:
             ],
             "no account",
         ),
+        "<h2>Readers</h2>"
+        + _table(
+            ["reader", "state", "channels", "flood wait", "resolves left"],
+            [
+                (
+                    r.account,
+                    r.state,
+                    f"{r.channels} of {r.limit}",
+                    f"{r.flood_wait_s:.0f}s",
+                    r.resolves_left,
+                )
+                for r in report.readers
+            ],
+            "no reader (the parser did not answer, or has none)",
+        ),
         "<h2>Channels</h2>"
         + _table(
             ["channel", "name", "reader", "state", "last message", "last post", "lag"],

@@ -3,11 +3,13 @@ series; no process, no network."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from actors.api.pages import chart_svg, login_page, status_page
 from actors.api.status import CHART_MINUTES, PostRate
 from protocols.api import StatusReport
+from protocols.parser import ReaderInfo
 from protocols.session import SessionStatus, User
 from protocols.store import Channel
 
@@ -43,7 +45,10 @@ def test_status_page_escapes_what_it_shows() -> None:
                                 user=User(id=1, first_name=evil))],
         problems=[evil],
     )  # fmt: skip
-    html = status_page(report)
+    html = status_page(
+        msgspec.structs.replace(report, readers=[ReaderInfo(account="r1", channels=3)])
+    )
+    assert "<td>r1</td>" in html and "<td>3 of 500</td>" in html
     assert "<script>" not in html and html.count("&lt;script&gt;") == 3
     assert '<meta http-equiv="refresh" content="5">' in html
 
