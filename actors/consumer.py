@@ -111,7 +111,7 @@ class PostConsumer:
                 self._save()
                 if self.stop.is_set():
                     return
-            if len(page.posts) < self.page:
+            if not page.more:
                 self._wait()
 
     def _save(self) -> None:

@@ -122,7 +122,6 @@ class FakeStore:
             st.ListChannels,
             st.PutPosts,
             st.DeletePosts,
-            st.PostsSince,
             st.RecordCheck,
         )
         return {("store:main", kind): self._answer for kind in kinds}
@@ -141,14 +140,6 @@ class FakeStore:
                 return st.Channels(channels=list(self.channels.values()))
             if isinstance(body, st.RecordCheck):
                 return self.channels[body.channel_id]
-            if isinstance(body, st.PostsSince):
-                posts = sorted(
-                    (p for p in self.posts.values() if p.seq > body.after_seq),
-                    key=lambda p: p.seq,
-                )
-                if body.channel_ids:
-                    posts = [p for p in posts if p.channel_id in body.channel_ids]
-                return st.Posts(posts=posts[: body.limit], last_seq=self.seq)
             if isinstance(body, st.DeletePosts):
                 gone: list[st.Post] = []
                 for mid in body.message_ids:

@@ -141,7 +141,7 @@ def stored_posts(client: Client, channel_id: int) -> list[st.Post]:
             STORE, st.PostsSince(after_seq=after, limit=1000, channel_ids=[channel_id]), TIMEOUT
         )
         posts.extend(page.posts)
-        if len(page.posts) < 1000:
+        if not page.more:
             break
         after = page.posts[-1].seq
     return sorted(posts, key=lambda post: post.message_id)
