@@ -140,7 +140,7 @@ def _close_in_child() -> None:
     parent's lock too) leaves the parent the only holder.
     """
     for lock in list(_held):
-        fd, lock._fd = lock._fd, None
+        fd, lock._fd = lock._fd, None  # noqa: SLF001
         if fd is not None:
             os.close(fd)
     _held.clear()

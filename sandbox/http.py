@@ -45,7 +45,7 @@ class ControlServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server
+        server = site._server  # noqa: SLF001
         if server is not None and server.sockets:  # the port the OS picked for port=0
             self.port = server.sockets[0].getsockname()[1]
 

@@ -202,7 +202,7 @@ async def test_future_salts(clients: Clients) -> None:
     salts = await client(functions.GetFutureSaltsRequest(num=3))
     assert isinstance(salts, types.FutureSalts) and len(salts.salts) == 3
     # The salt the client was told to use is the current one.
-    assert salts.salts[0].salt == client._sender._state.salt
+    assert salts.salts[0].salt == client._sender._state.salt  # noqa: SLF001
 
 
 async def test_unknown_query_is_an_rpc_error_not_a_disconnect(
@@ -240,7 +240,7 @@ def _patch_invoke(
 
 async def _send_raw(client: TelegramClient, request: TLRequest) -> Any:
     # The sender directly: the client's own call would retry a 500 for seconds.
-    return await client._sender.send(request)
+    return await client._sender.send(request)  # noqa: SLF001
 
 
 async def test_unserialisable_result_is_internal_error(
@@ -282,11 +282,11 @@ async def test_drop_connection_then_client_reconnects(
 
     _patch_invoke(sandbox, monkeypatch, functions.help.GetNearestDcRequest, answer)
     client = await _connected(clients)
-    first_session = client._sender._state.id
+    first_session = client._sender._state.id  # noqa: SLF001
     # The request is re-sent on the new connection (new session id) and answered there.
     nearest = await client(functions.help.GetNearestDcRequest())
     assert nearest.country == "XX"
-    assert client._sender._state.id != first_session
+    assert client._sender._state.id != first_session  # noqa: SLF001
 
 
 def _session_with_key(key: AuthKey) -> MemorySession:
@@ -307,9 +307,9 @@ async def test_client_clock_skew_is_corrected(clients: Clients) -> None:
     client = await _connected(clients)
     # Pretend the client's clock runs 20 minutes ahead: its msg ids are "too high" (17);
     # Telethon re-syncs from our bad_msg_notification and re-sends.
-    client._sender._state.time_offset += 1200
+    client._sender._state.time_offset += 1200  # noqa: SLF001
     assert isinstance(await client(functions.help.GetConfigRequest()), types.Config)
-    assert abs(client._sender._state.time_offset) < 5
+    assert abs(client._sender._state.time_offset) < 5  # noqa: SLF001
 
 
 async def test_destroy_session_from_a_sibling(sandbox: Sandbox, clients: Clients) -> None:
@@ -317,7 +317,7 @@ async def test_destroy_session_from_a_sibling(sandbox: Sandbox, clients: Clients
     second = new_client(sandbox, session=_session_with_key(first.session.auth_key))
     await second.connect()
     try:
-        target = first._sender._state.id
+        target = first._sender._state.id  # noqa: SLF001
         done = await second(functions.DestroySessionRequest(session_id=target))
         assert isinstance(done, types.DestroySessionOk)
         gone = await second(functions.DestroySessionRequest(session_id=target))
@@ -381,10 +381,10 @@ async def test_stop_closes_live_connections() -> None:
 
 async def test_ping_delay_disconnect_closes_a_silent_connection(clients: Clients) -> None:
     client = await _connected(clients)
-    first_session = client._sender._state.id
+    first_session = client._sender._state.id  # noqa: SLF001
     await client(functions.PingDelayDisconnectRequest(ping_id=1, disconnect_delay=1))
     # No further ping arrives, so the server hangs up; Telethon reconnects (new session).
-    await wait_for(lambda: client._sender._state.id != first_session, "a reconnect")
+    await wait_for(lambda: client._sender._state.id != first_session, "a reconnect")  # noqa: SLF001
     assert isinstance(await client(functions.help.GetConfigRequest()), types.Config)
 
 

@@ -49,7 +49,7 @@ def _small_key() -> rsa.PrivateKey:
 def test_fingerprint_matches_telethon() -> None:
     key = SandboxKey(_small_key())
     telethon_rsa.add_key(key.public_pem.decode(), old=False)
-    assert key.fingerprint in telethon_rsa._server_keys
+    assert key.fingerprint in telethon_rsa._server_keys  # noqa: SLF001
 
 
 def test_key_is_created_once_private_and_reloaded(

@@ -54,7 +54,7 @@ class Sessions(System):
         assert self.sandbox is not None
         bot = self.sandbox.control.create_bot(f"{name}{next(_numbers)}_bot")
         token = token or bot.token
-        self._account(name, 'kind = "bot"', f'bot_token = "{token}"', *_toml(extra))
+        self.add_account(name, 'kind = "bot"', f'bot_token = "{token}"', *_toml(extra))
         return s.User(id=bot.id, username=bot.username or "", bot=True)
 
     def add_user(self, name: str, **extra: str) -> tuple[str, s.User]:
@@ -64,10 +64,10 @@ class Sessions(System):
         user = self.sandbox.control.create_user(
             phone, name.title(), username=f"{name}{next(_numbers)}"
         )
-        self._account(name, 'kind = "user"', f'phone = "{phone}"', *_toml(extra))
+        self.add_account(name, 'kind = "user"', f'phone = "{phone}"', *_toml(extra))
         return phone, s.User(id=user.id, username=user.username or "", phone=phone)
 
-    def _account(self, name: str, *lines: str) -> None:
+    def add_account(self, name: str, *lines: str) -> None:
         assert self.sandbox is not None
         self.accounts[name] = "\n".join(
             [

@@ -142,7 +142,7 @@ def test_bot_with_a_wrong_token_is_reported_not_authorized(
 ) -> None:
     assert sessions.sandbox is not None
     bot = sessions.sandbox.control.create_bot("wrongtoken_bot")
-    sessions._account("robot", 'kind = "bot"', f'bot_token = "{bot.id}:not-the-secret"')
+    sessions.add_account("robot", 'kind = "bot"', f'bot_token = "{bot.id}:not-the-secret"')
     node = sessions.node("n1", "robot")
 
     def reported() -> s.SessionStatus | None:
@@ -169,7 +169,7 @@ def test_export_then_import_on_another_node(
     assert first.stop() == 0
 
     # The session moves: a new account configured with the string, on another node.
-    sessions._account("moved", 'kind = "user"', f'session_string = "{string}"')
+    sessions.add_account("moved", 'kind = "user"', f'session_string = "{string}"')
     second = sessions.node("n2", "moved")
     sessions.wait_state(client, "moved", "authorized")
     assert _me(client, "moved").id == user.id
