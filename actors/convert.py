@@ -183,6 +183,9 @@ def dialog(d: Any) -> Dialog:
 def error(exc: BaseException, method: str = "") -> errors.Error | None:
     """The typed error for a Telethon (or connection) failure; None if it is a bug of ours.
 
+    A ``ValueError`` is one of those: Telethon's "no such entity" is read as such only
+    around its lookups (``actors.session.requests.PeerNotFound``), never here.
+
     ``method`` names the Telegram method that failed, for ``FloodWait``.
     """
     if isinstance(exc, tg_errors.FloodWaitError):
@@ -199,9 +202,6 @@ def error(exc: BaseException, method: str = "") -> errors.Error | None:
         if isinstance(exc, tg_errors.FloodError):
             return errors.FloodWait(retry_after=0.0, method=method, message=text)
         return errors.BadRequest(message=text)
-    if isinstance(exc, ValueError):
-        # Telethon's entity lookups raise ValueError for unknown usernames and ids.
-        return errors.NotFound(message=str(exc))
     if isinstance(exc, (ConnectionError, OSError, asyncio.TimeoutError)):
         return errors.Unavailable(message=f"Telegram unreachable: {type(exc).__name__}")
     return None

@@ -1,28 +1,34 @@
 """Helpers shared by the session request, login and ownership tests.
 
 Nothing here stands in for our code: requests go through a real broker to real node
-processes, and the "other people" of a test (a user pressing a button, a phone accepting a
-QR login) are unmodified Telethon clients logged in to the sandbox from this process.
+processes, or to real session actors hosted in this process (:class:`Hosted`), and the
+"other people" of a test (a user pressing a button, a phone accepting a QR login) are
+unmodified Telethon clients logged in to the sandbox from this process.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
 from telethon import TelegramClient
 
+from actors import session_actors
+from actors.session import session_address
+from config import load_settings
 from protocols import errors
 from protocols import session as s
 from protocols.base import Message
 from runtime.client import Client
 from runtime.errors import RequestError
 from runtime.loop import LoopThread
+from runtime.testing import ActorHarness
 from sandbox import SandboxThread
 from sandbox.client import new_client
 from sandbox.control import Account
+from tests.runtime.support import wait_until
 from tests.session.conftest import Sessions
 
 T = TypeVar("T")
@@ -42,11 +48,68 @@ def refused(
     idempotency_key: str = "",
 ) -> E:
     """Send ``body`` and return the typed error it must be answered with (``expected``)."""
+    return raises(
+        lambda: client.request(target, body, timeout=CALL_TIMEOUT, idempotency_key=idempotency_key),
+        expected,
+    )
+
+
+def raises(request: Callable[[], object], expected: type[E]) -> E:
+    """Run a typed request that must fail; return its typed error (``expected``)."""
     with pytest.raises(RequestError) as caught:
-        client.request(target, body, timeout=CALL_TIMEOUT, idempotency_key=idempotency_key)
+        request()
     error = caught.value.error
     assert isinstance(error, expected), f"{type(error).__name__}: {error.message}"
     return error
+
+
+class Hosted:
+    """Session actors of a :class:`Sessions` system's accounts, hosted in this process.
+
+    Each is a real :class:`actors.session.SessionActor` (built from the same settings a
+    node would read) in a real mailbox, on an :class:`runtime.testing.ActorHarness` that
+    records what it publishes; only ZeroMQ and the node processes are left out. For the
+    session's own logic; routing, ownership and restarts stay with the node tests.
+    """
+
+    def __init__(self, sessions: Sessions) -> None:
+        self.sessions = sessions
+        self.actors: dict[str, ActorHarness] = {}
+
+    def start(self, account: str) -> ActorHarness:
+        """Host ``account``'s session actor (configured already) and return its harness."""
+        settings = load_settings(self.sessions.write_config(), env={})
+        address = session_address(account)
+        harness = ActorHarness(session_actors(settings, [account])[address], address=address)
+        self.actors[account] = harness
+        return harness
+
+    def wait_state(self, account: str, state: str, timeout: float = CALL_TIMEOUT) -> None:
+        """Wait until the account's session actor reports ``state``."""
+        actor = self.actors[account]
+
+        def reached() -> bool:
+            return actor.request(s.GetSessionStatus()).state == state
+
+        wait_until(reached, timeout, f"session:{account} to be {state}")
+
+    def log_in(self, account: str, phone: str) -> s.User:
+        """Log a hosted user account in through its session actor (phone code)."""
+        assert self.sessions.sandbox is not None
+        self.wait_state(account, "unauthorized")
+        actor = self.actors[account]
+        sent = actor.request(s.StartLogin(phone=phone), timeout=CALL_TIMEOUT)
+        assert sent.phone == phone
+        code = self.sessions.sandbox.control.last_login_code(phone)
+        assert code
+        logged = actor.request(s.SubmitCode(code=code), timeout=CALL_TIMEOUT)
+        assert isinstance(logged, s.LoggedIn), logged
+        return logged.user
+
+    def stop_all(self) -> None:
+        for actor in self.actors.values():
+            actor.stop()
+        self.actors.clear()
 
 
 def log_in(sessions: Sessions, client: Client, account: str, phone: str) -> s.User:

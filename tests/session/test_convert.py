@@ -9,6 +9,7 @@ import pytest
 from telethon.tl import types
 
 from actors import convert
+from protocols import errors
 
 WHEN = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -85,3 +86,9 @@ def test_a_channel_post_carries_its_media_views_and_forwards() -> None:
 
     plain = convert.message(types.Message(id=8, peer_id=types.PeerUser(5), date=WHEN, message="hi"))
     assert (plain.media, plain.views, plain.forwards) == ("", 0, 0)
+
+
+def test_a_value_error_is_not_a_telegram_error() -> None:
+    """A ValueError is ours to fix (Internal); only lookups turn Telethon's into NotFound."""
+    assert convert.error(ValueError("Cannot find any entity")) is None
+    assert isinstance(convert.error(ConnectionResetError()), errors.Unavailable)

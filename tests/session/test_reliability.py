@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -31,6 +32,7 @@ from runtime.errors import RequestError
 from sandbox.control import Channel
 from tests.runtime.support import Proc, wait_until
 from tests.session.conftest import Sessions
+from tests.session.support import CALL_TIMEOUT
 
 # Generous bounds that only turn a hang into a failure.
 HANG_S = 60.0
@@ -357,3 +359,29 @@ def test_node_restart_delivers_downtime_posts_exactly_once(
     assert len(events.posts(channel_peer_id(channel))) == 1 + len(seen) + len(down) + 1
     print(f"{how}: restarted and caught up in {caught_up:.2f}s")
     assert restarts(sessions, "session:alice") == 0
+
+
+# -- idempotency across restarts ----------------------------------------------------------
+
+
+def test_send_message_repeat_after_a_node_restart_sends_nothing(
+    sessions: Sessions, broker: Proc, client: Client
+) -> None:
+    """The actor's memory of keys dies with the node; Telegram's random_id dedup does not."""
+    assert sessions.sandbox is not None
+    control = sessions.sandbox.control
+    sessions.add_bot("bot")
+    carol = control.create_user("+16669990001", "Carol", username="carol_restart")
+    node = sessions.node("n1", "bot")
+    sessions.wait_state(client, "bot", "authorized")
+    body = s.SendMessage(peer="carol_restart", text="exactly once")
+    k = uuid.uuid4().hex
+    first = client.request("session:bot", body, timeout=CALL_TIMEOUT, idempotency_key=k)
+    assert isinstance(first, s.Sent)
+
+    assert node.stop() == 0
+    sessions.node("n2", "bot")
+    sessions.wait_state(client, "bot", "authorized")
+    again = client.request("session:bot", body, timeout=CALL_TIMEOUT, idempotency_key=k)
+    assert isinstance(again, s.Sent) and again.message.id == first.message.id
+    assert [m.text for m in control.inbox(carol.id)] == ["exactly once"]

@@ -1,8 +1,8 @@
 """Every request of the session conversation, with its success and its error cases.
 
-One system for the whole module (starting node processes is the slow part): a sandbox,
-a broker process and a node process hosting three accounts: ``bot`` (logged in by its
-token), ``user`` (logged in through its session actor by phone code) and ``nobody`` (a
+One world for the whole module: a sandbox and three session actors hosted in this
+process (real actors in real mailboxes, no ZeroMQ; see ``Hosted``): ``bot`` (logged in by
+its token), ``user`` (logged in through its session actor by phone code) and ``nobody`` (a
 user account configured but never logged in). Carol, a sandbox user with a Telethon
 client in this process, is the person they talk to. Each test sets up the sandbox state it
 reads (its own channels and chats), so the tests do not depend on their order.
@@ -15,23 +15,28 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from telethon import TelegramClient, utils
 from telethon.sessions import StringSession
 from telethon.tl import functions, types
 
+from actors import convert
 from protocols import demo, errors
 from protocols import session as s
-from protocols.base import Message
+from protocols.base import Message, Request
 from protocols.events import BotCommand, CallbackQuery, bot_topic
-from runtime.client import Client, Subscriber
+from runtime.testing import ActorHarness
 from sandbox import SandboxThread
 from sandbox.control import Account, Channel
-from tests.runtime.support import Proc, wait_until
 from tests.session.conftest import Sessions
-from tests.session.support import CALL_TIMEOUT, Phones, log_in, refused
+from tests.session.support import CALL_TIMEOUT, Hosted, Phones, raises
 
+R = TypeVar("R", bound=Message)
+E = TypeVar("E", bound=errors.Error)
+
+SENDER = "client:test"  # the harness's sender, allowed to export by ``user``
 BOT = "session:bot"
 USER = "session:user"
 NOBODY = "session:nobody"
@@ -53,8 +58,7 @@ class World:
 
     sessions: Sessions
     sandbox: SandboxThread
-    client: Client
-    node: Proc
+    hosted: Hosted
     bot: s.User
     user: s.User
     user_phone: str
@@ -62,9 +66,19 @@ class World:
     carol: Account
     carol_client: TelegramClient
 
-    def request(self, target: str, body: Message, key: str = "") -> Message:
+    def actor(self, target: str) -> ActorHarness:
+        return self.hosted.actors[target.removeprefix("session:")]
+
+    def request(self, target: str, body: Request[R], key: str = "") -> R:
         """A request that must succeed; returns its reply."""
-        return self.client.request(target, body, timeout=CALL_TIMEOUT, idempotency_key=key)
+        return self.actor(target).request(body, timeout=CALL_TIMEOUT, idempotency_key=key)
+
+    def refused(self, target: str, body: Message, expected: type[E], key: str = "") -> E:
+        """A request that must fail; returns its typed error (``expected``)."""
+        actor = self.actor(target)
+        return raises(
+            lambda: actor.request(body, timeout=CALL_TIMEOUT, idempotency_key=key), expected
+        )
 
     def channel(self, public: bool = True, posts: int = 0) -> Channel:
         """A new channel (public: with a username) with ``posts`` posts by its admin."""
@@ -80,25 +94,22 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     sandbox = SandboxThread().start()
     sessions = Sessions(Path(tmp_path_factory.mktemp("requests")), sandbox=sandbox)
+    hosted = Hosted(sessions)
     phones = Phones(sandbox)
     try:
         bot = sessions.add_bot("bot", limits=RELAXED_LIMITS)
         phone, _ = sessions.add_user("user", export_allowed='["client:*"]', limits=RELAXED_LIMITS)
         sessions.add_user("nobody", export_allowed='["bot:*"]')
-        broker = sessions.run("--role", "broker", name="broker")
-        wait_until(lambda: broker.has_logged("broker serving"), 15, "the broker to bind")
-        node = sessions.node("n1", "bot,user,nobody")
+        for account in ("bot", "user", "nobody"):
+            hosted.start(account)
         carol_client, carol = phones.user("Carol", username="carol_requests")
-        with Client(sessions.broker) as client:
-            sessions.wait_state(client, "bot", "authorized")
-            sessions.wait_state(client, "nobody", "unauthorized")
-            user = log_in(sessions, client, "user", phone)
-            yield World(
-                sessions, sandbox, client, node, bot, user, phone, phones, carol, carol_client
-            )
+        hosted.wait_state("bot", "authorized")
+        hosted.wait_state("nobody", "unauthorized")
+        user = hosted.log_in("user", phone)
+        yield World(sessions, sandbox, hosted, bot, user, phone, phones, carol, carol_client)
     finally:
         phones.close()
-        sessions.stop_all()
+        hosted.stop_all()
         sandbox.stop()
 
 
@@ -137,14 +148,14 @@ def test_unauthorized_session_refuses_get_me_and_history(world: World) -> None:
     status = world.request(NOBODY, s.GetSessionStatus())
     assert isinstance(status, s.SessionStatus)
     assert status.state == "unauthorized" and not status.authorized and status.user is None
-    refused(world.client, NOBODY, s.GetMe(), errors.Unauthorized)
+    world.refused(NOBODY, s.GetMe(), errors.Unauthorized)
     news = world.channel(posts=2)
-    refused(world.client, NOBODY, s.FetchHistory(peer=news.username or ""), errors.Unauthorized)
-    refused(world.client, NOBODY, s.GetDialogs(), errors.Unauthorized)
+    world.refused(NOBODY, s.FetchHistory(peer=news.username or ""), errors.Unauthorized)
+    world.refused(NOBODY, s.GetDialogs(), errors.Unauthorized)
 
 
 def test_unknown_message_type_is_a_bad_request(world: World) -> None:
-    error = refused(world.client, USER, demo.Echo(text="hello?"), errors.BadRequest)
+    error = world.refused(USER, demo.Echo(text="hello?"), errors.BadRequest)
     assert "Echo" in error.message
 
 
@@ -182,13 +193,31 @@ def test_resolve_a_known_numeric_id(world: World) -> None:
 
 
 def test_resolve_unknown_or_garbage_is_not_found(world: World) -> None:
-    refused(world.client, USER, s.ResolvePeer(peer="nobody_has_this_name"), errors.NotFound)
-    refused(world.client, USER, s.ResolvePeer(peer="https://t.me/nobody_has_it"), errors.NotFound)
+    world.refused(USER, s.ResolvePeer(peer="nobody_has_this_name"), errors.NotFound)
+    world.refused(USER, s.ResolvePeer(peer="https://t.me/nobody_has_it"), errors.NotFound)
     # An id the account has never seen cannot be resolved (no access hash).
-    refused(world.client, USER, s.ResolvePeer(peer=987654321), errors.NotFound)
+    world.refused(USER, s.ResolvePeer(peer=987654321), errors.NotFound)
     for garbage in ("", "!!!", "hello world", "@"):
-        error = refused(world.client, USER, s.ResolvePeer(peer=garbage), errors.Error)
+        error = world.refused(USER, s.ResolvePeer(peer=garbage), errors.Error)
         assert isinstance(error, (errors.NotFound, errors.BadRequest)), (garbage, error)
+
+
+def test_a_value_error_of_ours_is_internal_not_not_found(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only Telethon's lookups mean "not found"; a ValueError elsewhere is a bug."""
+
+    def broken(entity: object) -> s.Peer:
+        raise ValueError("a bug in our conversion")
+
+    monkeypatch.setattr(convert, "peer", broken)
+    error = world.refused(USER, s.ResolvePeer(peer=world.carol.username or ""), errors.Internal)
+    assert "ValueError" in error.message
+    monkeypatch.undo()
+    # Still there afterwards, and an unknown id is still NotFound (PeerNotFound).
+    error = world.refused(USER, s.ResolvePeer(peer=987654321), errors.NotFound)
+    assert "987654321" in error.message
+    assert world.request(USER, s.ResolvePeer(peer=world.carol.username or "")).id == world.carol.id
 
 
 # -- JoinChannel / LeaveChannel -----------------------------------------------------------
@@ -216,7 +245,7 @@ def test_join_and_leave_a_public_channel(world: World) -> None:
     assert left == s.Left(peer=expected)
     assert world.user.id not in control.channel(news.id).members
     # Leaving again: Telegram's USER_NOT_PARTICIPANT, typed.
-    error = refused(world.client, USER, s.LeaveChannel(peer=expected.id), errors.Unauthorized)
+    error = world.refused(USER, s.LeaveChannel(peer=expected.id), errors.Unauthorized)
     assert error.message.startswith("USER_NOT_PARTICIPANT")
 
 
@@ -225,7 +254,7 @@ def test_join_a_private_channel_by_invite_link_then_read_it(world: World) -> Non
     secret = world.channel(public=False, posts=2)
     link = secret.invite_link
     # Not a member yet: the invite link cannot be resolved to a readable chat.
-    refused(world.client, USER, s.ResolvePeer(peer=link), errors.NotFound)
+    world.refused(USER, s.ResolvePeer(peer=link), errors.NotFound)
 
     joined = world.request(USER, s.JoinChannel(peer=link), key=key())
     assert isinstance(joined, s.Joined)
@@ -237,14 +266,14 @@ def test_join_a_private_channel_by_invite_link_then_read_it(world: World) -> Non
     history = world.request(USER, s.FetchHistory(peer=link, limit=10))
     assert isinstance(history, s.History)
     assert [m.text for m in history.messages] == ["post 2", "post 1"]
-    refused(world.client, USER, s.JoinChannel(peer="https://t.me/+NoSuchInvite"), errors.NotFound)
+    world.refused(USER, s.JoinChannel(peer="https://t.me/+NoSuchInvite"), errors.NotFound)
 
 
 def test_join_errors_are_typed(world: World) -> None:
-    refused(world.client, USER, s.JoinChannel(peer="no_such_channel_here"), errors.NotFound)
+    world.refused(USER, s.JoinChannel(peer="no_such_channel_here"), errors.NotFound)
     news = world.channel()
     # Bots cannot join channels: Telegram's own error name comes back.
-    error = refused(world.client, BOT, s.JoinChannel(peer=news.username or ""), errors.BadRequest)
+    error = world.refused(BOT, s.JoinChannel(peer=news.username or ""), errors.BadRequest)
     assert error.message.startswith("BOT_METHOD_INVALID")
 
 
@@ -261,14 +290,10 @@ def test_private_channel_cannot_be_joined_or_read_after_removal(world: World) ->
     assert isinstance(history, s.History) and len(history.messages) == 3
 
     control.remove_member(secret.id, world.user.id)
-    error = refused(
-        world.client, USER, s.JoinChannel(peer=channel_id(secret)), errors.Unauthorized, key()
-    )
+    error = world.refused(USER, s.JoinChannel(peer=channel_id(secret)), errors.Unauthorized, key())
     assert error.message.startswith("CHANNEL_PRIVATE")
     assert world.user.id not in control.channel(secret.id).members
-    error = refused(
-        world.client, USER, s.FetchHistory(peer=channel_id(secret)), errors.Unauthorized
-    )
+    error = world.refused(USER, s.FetchHistory(peer=channel_id(secret)), errors.Unauthorized)
     assert error.message.startswith("CHANNEL_PRIVATE")
 
 
@@ -321,10 +346,10 @@ def test_fetch_history_rejects_invalid_input(world: World) -> None:
         s.FetchHistory(peer=peer, offset_id=-1),
         s.FetchHistory(peer=peer, min_id=-1),
     ):
-        refused(world.client, USER, bad, errors.BadRequest)
-    refused(world.client, USER, s.FetchHistory(peer="no_such_chat_x"), errors.NotFound)
+        world.refused(USER, bad, errors.BadRequest)
+    world.refused(USER, s.FetchHistory(peer="no_such_chat_x"), errors.NotFound)
     # Bots may not read history in Telegram.
-    error = refused(world.client, BOT, s.FetchHistory(peer=peer), errors.BadRequest)
+    error = world.refused(BOT, s.FetchHistory(peer=peer), errors.BadRequest)
     assert error.message.startswith("BOT_METHOD_INVALID")
 
 
@@ -373,19 +398,16 @@ def test_send_message_rejects_invalid_input(world: World) -> None:
     control = world.sandbox.control
     calls = control.calls("messages.sendMessage")
     carol = world.carol.username or ""
-    error = refused(world.client, USER, s.SendMessage(peer=carol, text="no key"), errors.BadRequest)
+    error = world.refused(USER, s.SendMessage(peer=carol, text="no key"), errors.BadRequest)
     assert "idempotency key" in error.message
     for text in ("", "   \n"):
-        error = refused(
-            world.client, USER, s.SendMessage(peer=carol, text=text), errors.BadRequest, key()
-        )
+        error = world.refused(USER, s.SendMessage(peer=carol, text=text), errors.BadRequest, key())
         assert error.message.startswith("MESSAGE_EMPTY")
-    error = refused(
-        world.client, USER, s.SendMessage(peer=carol, text="x" * 4097), errors.BadRequest, key()
+    error = world.refused(
+        USER, s.SendMessage(peer=carol, text="x" * 4097), errors.BadRequest, key()
     )
     assert error.message.startswith("MESSAGE_TOO_LONG")
-    refused(
-        world.client,
+    world.refused(
         USER,
         s.SendMessage(peer="no_such_person_x", text="hi"),
         errors.NotFound,
@@ -427,25 +449,21 @@ def test_edit_message_errors_are_typed(world: World) -> None:
     carol = world.carol.username or ""
     calls = control.calls("messages.editMessage")
     for text in ("", "  "):
-        error = refused(
-            world.client, BOT, s.EditMessage(peer=carol, message_id=1, text=text), errors.BadRequest
+        error = world.refused(
+            BOT, s.EditMessage(peer=carol, message_id=1, text=text), errors.BadRequest
         )
         assert error.message.startswith("MESSAGE_EMPTY")
-    error = refused(
-        world.client,
+    error = world.refused(
         BOT,
         s.EditMessage(peer=carol, message_id=1, text="x" * 4097),
         errors.BadRequest,
     )
     assert error.message.startswith("MESSAGE_TOO_LONG")
-    refused(world.client, BOT, s.EditMessage(peer=carol, message_id=0, text="x"), errors.BadRequest)
+    world.refused(BOT, s.EditMessage(peer=carol, message_id=0, text="x"), errors.BadRequest)
     assert control.calls("messages.editMessage") == calls
 
-    refused(
-        world.client, BOT, s.EditMessage(peer=carol, message_id=10**6, text="x"), errors.NotFound
-    )
-    refused(
-        world.client,
+    world.refused(BOT, s.EditMessage(peer=carol, message_id=10**6, text="x"), errors.NotFound)
+    world.refused(
         BOT,
         s.EditMessage(peer="no_such_person_x", message_id=1, text="x"),
         errors.NotFound,
@@ -454,8 +472,7 @@ def test_edit_message_errors_are_typed(world: World) -> None:
     theirs = control.send_message(world.carol.id, world.user.id, "mine, not yours")
     box = world.request(USER, s.FetchHistory(peer=world.carol.id, limit=1))
     assert isinstance(box, s.History) and box.messages[0].text == theirs.text
-    error = refused(
-        world.client,
+    error = world.refused(
         USER,
         s.EditMessage(peer=world.carol.id, message_id=box.messages[0].id, text="changed"),
         errors.Unauthorized,
@@ -465,56 +482,46 @@ def test_edit_message_errors_are_typed(world: World) -> None:
 
 def test_inline_button_press_reaches_the_bot_and_is_answered(world: World) -> None:
     control = world.sandbox.control
+    bot = world.actor(BOT)
     bot_ref = world.bot.username
-    with Subscriber(world.sessions.events_out, [bot_topic("bot")]) as events:
-        # The bus is live once a command sent to the bot arrives as a BotCommand event.
-        def command_arrives() -> BotCommand | None:
-            control.send_message(world.carol.id, world.bot.id, "/start hello there")
-            while (event := events.receive(1.0)) is not None:
-                if isinstance(event[1], BotCommand):
-                    return event[1]
-            return None
+    commands = len(bot.port.events_of(BotCommand))
+    control.send_message(world.carol.id, world.bot.id, "/start hello there")
+    command = bot.wait_for(lambda: bot.port.events_of(BotCommand)[commands:], CALL_TIMEOUT)[0]
+    assert bot.port.published[-1] == (bot_topic("bot"), command)
+    assert (command.command, command.args) == ("start", "hello there")
+    assert command.user_id == world.carol.id and command.username == "carol_requests"
 
-        command = wait_until(command_arrives, 30, "a BotCommand on bot.bot")
-        assert isinstance(command, BotCommand)
-        assert (command.command, command.args) == ("start", "hello there")
-        assert command.user_id == world.carol.id and command.username == "carol_requests"
+    buttons = [[s.Button(text="Yes", data=b"yes"), s.Button(text="Site", url="https://x.org")]]
+    sent = world.request(
+        BOT,
+        s.SendMessage(peer=world.carol.username or "", text="Proceed?", buttons=buttons),
+        key=key(),
+    )
+    assert sent.message.buttons == buttons
+    received = control.inbox(world.carol.id, world.bot.id)[-1]
+    assert received.text == "Proceed?"
+    assert [b.text for b in received.buttons[0]] == ["Yes", "Site"]
 
-        buttons = [[s.Button(text="Yes", data=b"yes"), s.Button(text="Site", url="https://x.org")]]
-        sent = world.request(
-            BOT,
-            s.SendMessage(peer=world.carol.username or "", text="Proceed?", buttons=buttons),
-            key=key(),
+    async def press() -> types.messages.BotCallbackAnswer:
+        peer = await world.carol_client.get_input_entity(bot_ref)
+        request = functions.messages.GetBotCallbackAnswerRequest(
+            peer=peer, msg_id=received.id, data=b"yes"
         )
-        assert isinstance(sent, s.Sent) and sent.message.buttons == buttons
-        received = control.inbox(world.carol.id, world.bot.id)[-1]
-        assert received.text == "Proceed?"
-        assert [b.text for b in received.buttons[0]] == ["Yes", "Site"]
+        return await world.carol_client(request)
 
-        async def press() -> types.messages.BotCallbackAnswer:
-            peer = await world.carol_client.get_input_entity(bot_ref)
-            request = functions.messages.GetBotCallbackAnswerRequest(
-                peer=peer, msg_id=received.id, data=b"yes"
-            )
-            return await world.carol_client(request)
-
-        pressed = world.phones.loop.submit(press())
-        query = None
-        while query is None:
-            event = events.receive(CALL_TIMEOUT)
-            assert event is not None, "no CallbackQuery on bot.bot"
-            if isinstance(event[1], CallbackQuery):
-                query = event[1]
-        assert query.account == "bot" and query.data == b"yes"
-        assert query.user_id == world.carol.id and query.message_id == sent.message.id
-        answered = world.request(BOT, s.AnswerCallback(query_id=query.query_id, text="Done!"))
-        assert answered == s.Answered()
-        answer = pressed.result(CALL_TIMEOUT)
-        assert answer.message == "Done!" and not answer.alert
+    queries = len(bot.port.events_of(CallbackQuery))
+    pressed = world.phones.loop.submit(press())
+    query = bot.wait_for(lambda: bot.port.events_of(CallbackQuery)[queries:], CALL_TIMEOUT)[0]
+    assert (bot_topic("bot"), query) in bot.port.published
+    assert query.account == "bot" and query.data == b"yes"
+    assert query.user_id == world.carol.id and query.message_id == sent.message.id
+    answered = world.request(BOT, s.AnswerCallback(query_id=query.query_id, text="Done!"))
+    assert answered == s.Answered()
+    answer = pressed.result(CALL_TIMEOUT)
+    assert answer.message == "Done!" and not answer.alert
 
     # The query is answered once: a second answer (or a made-up id) is Telegram's error.
-    error = refused(
-        world.client,
+    error = world.refused(
         BOT,
         s.AnswerCallback(query_id=query.query_id, text="again"),
         errors.BadRequest,
@@ -541,8 +548,8 @@ def test_get_dialogs_lists_channels_and_chats(world: World) -> None:
     one = world.request(USER, s.GetDialogs(limit=1))
     assert isinstance(one, s.Dialogs) and len(one.dialogs) == 1
     for bad in (0, -1, 1001):
-        refused(world.client, USER, s.GetDialogs(limit=bad), errors.BadRequest)
-    error = refused(world.client, BOT, s.GetDialogs(), errors.BadRequest)
+        world.refused(USER, s.GetDialogs(limit=bad), errors.BadRequest)
+    error = world.refused(BOT, s.GetDialogs(), errors.BadRequest)
     assert error.message.startswith("BOT_METHOD_INVALID")
 
 
@@ -552,8 +559,8 @@ def test_get_dialogs_lists_channels_and_chats(world: World) -> None:
 def test_export_session_only_for_allowed_senders(world: World) -> None:
     # Nothing allowed (the bot), or only other senders ("bot:*" for nobody).
     for target in (BOT, NOBODY):
-        error = refused(world.client, target, s.ExportSession(), errors.Unauthorized)
-        assert world.client.address in error.message and "export_allowed" in error.message
+        error = world.refused(target, s.ExportSession(), errors.Unauthorized)
+        assert SENDER in error.message and "export_allowed" in error.message
 
     exported = world.request(USER, s.ExportSession())
     assert isinstance(exported, s.SessionExport)
@@ -569,36 +576,10 @@ def test_send_message_repeats_in_flight_get_the_first_result(world: World) -> No
     before = len(control.inbox(world.carol.id, world.user.id))
     k = key()
     body = s.SendMessage(peer=world.carol.username or "", text=f"once {k[:6]}")
-    sent_ids = {world.client.send(USER, body, CALL_TIMEOUT, idempotency_key=k) for _ in range(3)}
-    replies = {}
-    while len(replies) < len(sent_ids):
-        reply = world.client.receive(CALL_TIMEOUT)
-        assert reply is not None, "a repeat was not answered"
-        replies[reply[0]] = reply[1]
-    assert set(replies) == sent_ids
-    first, *others = replies.values()
+    user = world.actor(USER)
+    sent_ids = [
+        user.send(body, sender=SENDER, timeout=CALL_TIMEOUT, idempotency_key=k) for _ in range(3)
+    ]
+    first, *others = [user.reply(request_id, CALL_TIMEOUT) for request_id in sent_ids]
     assert isinstance(first, s.Sent) and all(other == first for other in others)
     assert [m.text for m in control.inbox(world.carol.id, world.user.id)[before:]] == [body.text]
-
-
-def test_send_message_repeat_after_a_node_restart_sends_nothing(
-    sessions: Sessions, broker: Proc, client: Client
-) -> None:
-    """The actor's memory of keys dies with the node; Telegram's random_id dedup does not."""
-    assert sessions.sandbox is not None
-    control = sessions.sandbox.control
-    sessions.add_bot("bot")
-    carol = control.create_user("+16669990001", "Carol", username="carol_restart")
-    node = sessions.node("n1", "bot")
-    sessions.wait_state(client, "bot", "authorized")
-    body = s.SendMessage(peer="carol_restart", text="exactly once")
-    k = key()
-    first = client.request(BOT, body, timeout=CALL_TIMEOUT, idempotency_key=k)
-    assert isinstance(first, s.Sent)
-
-    assert node.stop() == 0
-    sessions.node("n2", "bot")
-    sessions.wait_state(client, "bot", "authorized")
-    again = client.request(BOT, body, timeout=CALL_TIMEOUT, idempotency_key=k)
-    assert isinstance(again, s.Sent) and again.message.id == first.message.id
-    assert [m.text for m in control.inbox(carol.id)] == ["exactly once"]
