@@ -10,6 +10,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -17,6 +18,9 @@ from protocols import session as s
 from runtime.client import Client
 from sandbox import SandboxThread
 from tests.runtime.support import Proc, System, wait_until
+
+if TYPE_CHECKING:
+    from tests.session.support import Hosted, Phones
 
 _numbers = itertools.count(1)
 
@@ -150,3 +154,23 @@ def broker(sessions: Sessions) -> Proc:
 def client(sessions: Sessions, broker: Proc) -> Iterator[Client]:
     with Client(sessions.broker) as c:
         yield c
+
+
+@pytest.fixture
+def hosted(tmp_path: Path, sandbox: SandboxThread) -> Iterator[Hosted]:
+    """Session actors hosted in this process, for a system with no processes at all."""
+    from tests.session.support import Hosted  # support builds on this module's Sessions
+
+    hosted = Hosted(Sessions(tmp_path, sandbox=sandbox))
+    yield hosted
+    hosted.stop_all()
+
+
+@pytest.fixture
+def phones(sandbox: SandboxThread) -> Iterator[Phones]:
+    """Telethon clients of sandbox users (the people around an account)."""
+    from tests.session.support import Phones  # support builds on this module's Sessions
+
+    phones = Phones(sandbox)
+    yield phones
+    phones.close()

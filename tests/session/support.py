@@ -93,6 +93,16 @@ class Hosted:
 
         wait_until(reached, timeout, f"session:{account} to be {state}")
 
+    def refused(
+        self, account: str, body: Message, expected: type[E], idempotency_key: str = ""
+    ) -> E:
+        """Ask ``account``'s actor; return the typed error it must answer (``expected``)."""
+        actor = self.actors[account]
+        return raises(
+            lambda: actor.request(body, timeout=CALL_TIMEOUT, idempotency_key=idempotency_key),
+            expected,
+        )
+
     def log_in(self, account: str, phone: str) -> s.User:
         """Log a hosted user account in through its session actor (phone code)."""
         assert self.sessions.sandbox is not None

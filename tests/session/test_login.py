@@ -1,6 +1,8 @@
 """Logging an account in: phone code, QR code, bot token, and a StringSession moved between
-nodes. Every step goes through the account's session actor in a node process; the login
-code comes from the sandbox, and the phone that accepts a QR login is a Telethon client.
+nodes. Every step goes through the account's session actor, in a node process where the
+test is about processes (restarts, moving a session), else hosted in this process; the
+login code comes from the sandbox, and the phone that accepts a QR login is a Telethon
+client.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from telethon.tl import functions
 from protocols import errors
 from protocols import session as s
 from runtime.client import Client
+from sandbox import SandboxThread
 from tests.runtime.support import Proc, wait_until
 from tests.session.conftest import Sessions
-from tests.session.support import CALL_TIMEOUT, Phones, log_in, refused
+from tests.session.support import CALL_TIMEOUT, Hosted, Phones, log_in, refused
 from tests.tools import token_of
 
 
@@ -87,53 +90,44 @@ def test_login_by_phone_code_survives_a_node_restart(
 
 
 def test_login_by_qr_code_accepted_on_another_device(
-    sessions: Sessions, broker: Proc, client: Client
+    hosted: Hosted, sandbox: SandboxThread, phones: Phones
 ) -> None:
-    assert sessions.sandbox is not None
-    phone, user = sessions.add_user("bob")
-    sessions.node("n1", "bob")
-    sessions.wait_state(client, "bob", "unauthorized")
-    address = "session:bob"
-    refused(client, address, s.QrLoginStatus(), errors.BadRequest)  # no StartQrLogin yet
+    phone, user = hosted.sessions.add_user("bob")
+    bob = hosted.start("bob")
+    hosted.wait_state("bob", "unauthorized")
+    hosted.refused("bob", s.QrLoginStatus(), errors.BadRequest)  # no StartQrLogin yet
 
-    qr = client.request(address, s.StartQrLogin(), timeout=CALL_TIMEOUT)
-    assert isinstance(qr, s.QrLogin)
+    qr = bob.request(s.StartQrLogin(), timeout=CALL_TIMEOUT)
     assert qr.url.startswith("tg://login?token=") and qr.expires_at > time.time()
-    waiting = client.request(address, s.QrLoginStatus(), timeout=CALL_TIMEOUT)
-    assert waiting == s.QrLoginState(state="waiting")
+    assert bob.request(s.QrLoginStatus()) == s.QrLoginState(state="waiting")
 
     # Bob's phone, already logged in, scans the code: it accepts the token.
-    token = token_of(qr.url)
-    phones = Phones(sessions.sandbox)
-    try:
-        phone_client = phones.log_in(phone)
-        phones.run(phone_client(functions.auth.AcceptLoginTokenRequest(token)))
-    finally:
-        phones.close()
+    phone_client = phones.log_in(phone)
+    phones.run(phone_client(functions.auth.AcceptLoginTokenRequest(token_of(qr.url))))
 
     def done() -> s.QrLoginState | None:
-        state = client.request(address, s.QrLoginStatus(), timeout=CALL_TIMEOUT)
-        assert isinstance(state, s.QrLoginState) and state.state != "expired"
+        state = bob.request(s.QrLoginStatus(), timeout=CALL_TIMEOUT)
+        assert state.state != "expired"
         return state if state.state == "done" else None
 
     finished = wait_until(done, CALL_TIMEOUT, "the QR login to finish")
     assert isinstance(finished, s.QrLoginState)
     assert finished.user is not None and finished.user.id == user.id
-    assert _me(client, "bob").id == user.id
-    sessions.wait_state(client, "bob", "authorized")
-    _assert_private_session_file(sessions, "bob")
+    assert bob.request(s.GetMe()).user.id == user.id
+    hosted.wait_state("bob", "authorized")
+    _assert_private_session_file(hosted.sessions, "bob")
 
 
-def test_bot_logs_in_with_its_token(sessions: Sessions, broker: Proc, client: Client) -> None:
-    bot = sessions.add_bot("robot")
-    sessions.node("n1", "robot")
-    sessions.wait_state(client, "robot", "authorized")
-    me = _me(client, "robot")
+def test_bot_logs_in_with_its_token(hosted: Hosted) -> None:
+    bot = hosted.sessions.add_bot("robot")
+    robot = hosted.start("robot")
+    hosted.wait_state("robot", "authorized")
+    me = robot.request(s.GetMe()).user
     assert me.id == bot.id and me.bot and me.username == bot.username
-    _assert_private_session_file(sessions, "robot")
+    _assert_private_session_file(hosted.sessions, "robot")
     # Bots have no phone or QR login.
     for body in (s.StartLogin(phone="+10000000000"), s.StartQrLogin()):
-        error = refused(client, "session:robot", body, errors.BadRequest)
+        error = hosted.refused("robot", body, errors.BadRequest)
         assert "bot_token" in error.message
 
 

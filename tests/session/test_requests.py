@@ -31,7 +31,7 @@ from runtime.testing import ActorHarness
 from sandbox import SandboxThread
 from sandbox.control import Account, Channel
 from tests.session.conftest import Sessions
-from tests.session.support import CALL_TIMEOUT, Hosted, Phones, raises
+from tests.session.support import CALL_TIMEOUT, Hosted, Phones
 
 R = TypeVar("R", bound=Message)
 E = TypeVar("E", bound=errors.Error)
@@ -75,10 +75,7 @@ class World:
 
     def refused(self, target: str, body: Message, expected: type[E], key: str = "") -> E:
         """A request that must fail; returns its typed error (``expected``)."""
-        actor = self.actor(target)
-        return raises(
-            lambda: actor.request(body, timeout=CALL_TIMEOUT, idempotency_key=key), expected
-        )
+        return self.hosted.refused(target.removeprefix("session:"), body, expected, key)
 
     def channel(self, public: bool = True, posts: int = 0) -> Channel:
         """A new channel (public: with a username) with ``posts`` posts by its admin."""

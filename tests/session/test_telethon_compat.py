@@ -31,13 +31,6 @@ def sandbox() -> Iterator[SandboxThread]:
     thread.stop()
 
 
-@pytest.fixture
-def phones(sandbox: SandboxThread) -> Iterator[Phones]:
-    phones = Phones(sandbox)
-    yield phones
-    phones.close()
-
-
 def test_forget_auth_key_makes_a_new_logged_out_session(phones: Phones) -> None:
     client, _ = phones.user("Kim")
 
