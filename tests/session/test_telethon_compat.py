@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from telethon import errors as tg_errors
 from telethon import events, utils
 from telethon.sessions import SQLiteSession
 from telethon.tl import functions, types
@@ -137,3 +138,33 @@ def test_catch_up_channels_fetches_posts_missed_while_disconnected(
 
     assert phones.run(catch_up(), timeout=3 * CALL_TIMEOUT) == 1
     assert seen[-1] == "posted while away"
+
+
+def test_forget_flood_wait_frees_the_other_chats_of_a_bot(
+    sandbox: SandboxThread, phones: Phones
+) -> None:
+    control = sandbox.control
+    bot = control.create_bot(f"flood{uuid.uuid4().hex[:8]}_bot")
+    _, kim = phones.user("Kim")
+    _, lee = phones.user("Lee")
+    control.flood_chat(bot.id, kim.id, seconds=60)
+    sends = "messages.sendMessage"
+
+    async def run() -> tuple[int, types.Message]:
+        client = new_client(sandbox, flood_sleep_threshold=0)
+        phones.clients.append(client)
+        await client.start(bot_token=bot.token)
+        to_kim = functions.messages.SendMessageRequest(peer=kim.id, message="hi Kim")
+        with pytest.raises(tg_errors.FloodWaitError) as flooded:
+            await client(to_kim)
+        # Telethon now holds every sendMessage back, Lee's too, without asking Telegram.
+        asked = control.calls(sends)[sends]
+        with pytest.raises(tg_errors.FloodWaitError):
+            await client.send_message(lee.id, "hi Lee")
+        held = control.calls(sends)[sends] - asked
+        telethon_compat.forget_flood_wait(client, flooded.value.request)
+        return held, await client.send_message(lee.id, "hi Lee")
+
+    held, sent = phones.run(run())
+    assert held == 0
+    assert sent.message == "hi Lee" and control.inbox(lee.id, bot.id)[-1].text == "hi Lee"

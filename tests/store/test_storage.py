@@ -39,7 +39,7 @@ def test_a_new_file_is_in_wal_mode_with_foreign_keys_and_every_migration(tmp_pat
     assert names == [m.__name__ for m in store_migrations.MIGRATIONS]
     assert version == len(store_migrations.MIGRATIONS)
     store = Store(path)
-    assert store._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert store._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1  # noqa: SLF001
     store.close()
 
 
@@ -79,7 +79,7 @@ def test_saving_a_channel_creates_it_once_and_audits_the_add(store: Store) -> No
     assert created.created and not again.created
     assert created.channel.username == "News" and created.channel.added_at == 5000
     assert created.channel.added_by == "bot:admin"
-    audit = store._conn.execute("SELECT action, by FROM channel_audit").fetchall()
+    audit = store._conn.execute("SELECT action, by FROM channel_audit").fetchall()  # noqa: SLF001
     assert audit == [("add", "bot:admin")]
 
 
@@ -109,7 +109,7 @@ def test_adding_a_removed_channel_again_is_a_new_add(store: Store) -> None:
     store.delete_channel(p.DeleteChannel(channel_id=CHANNEL, by="x"))
     back = store.save_channel(p.SaveChannel(channel=p.Channel(id=CHANNEL), by="y"))
     assert not back.created and back.channel.state == "active" and back.channel.added_by == "y"
-    audit = store._conn.execute(
+    audit = store._conn.execute(  # noqa: SLF001
         "SELECT action, by FROM channel_audit WHERE channel_id = ? ORDER BY id", (CHANNEL,)
     ).fetchall()
     assert audit == [("add", "test"), ("remove", "x"), ("add", "y")]
