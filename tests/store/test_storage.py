@@ -290,7 +290,7 @@ def test_the_index_matches_the_posts_after_edits_and_rollbacks_in_a_batch(store:
 
     assert (found("alpha"), found("gamma"), found("delta"), found("beta")) == ([], [4], [2], [])
     assert found("epsilon") == [] and found("number") == [3, 1]
-    store._conn.execute(  # a post written behind the Store's back is not indexed
+    store._conn.execute(  # a post written behind the Store's back is not indexed  # noqa: SLF001
         "INSERT INTO posts (channel_id, message_id, seq, date, text) VALUES (?, 9, 99, 1, 'x')",
         (CHANNEL,),
     )
