@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import math
+import re
 import time
 from importlib import metadata
 from typing import Any
@@ -49,6 +50,7 @@ log = structlog.get_logger("api")
 
 MAX_BODY_BYTES = 64 * 1024
 TOKEN_COOKIE = "switchboard_token"
+_LOCAL_PATH = re.compile(r"/(?![/\\])[\w./-]*")
 START_TIMEOUT_S = 10.0
 
 _STATUS_OF: dict[type[errors.Error], int] = {
@@ -78,12 +80,12 @@ async def auth(request: web.Request) -> web.StreamResponse:
     """The token form's target: a right token sets the cookie and goes back to the page."""
     form = await request.post()
     target = str(form.get("next", "/status"))
-    if not target.startswith("/") or target.startswith("//"):
+    if not _LOCAL_PATH.fullmatch(target):  # never a redirect off this server
         target = "/status"
     refusal = _refusal(request, str(form.get("token", "")), target)
     if refusal is not None:
         return refusal
-    response = web.HTTPSeeOther(target)
+    response = web.Response(status=303, headers={"Location": target})
     response.set_cookie(
         TOKEN_COOKIE, str(form["token"]), httponly=True, samesite="Strict", path="/"
     )

@@ -195,6 +195,27 @@ async def test_without_a_configured_token_changes_and_login_pages_are_refused(
         assert _asked(await _metrics(c), "AddChannel") == 0
 
 
+async def test_the_token_form_sets_a_cookie_and_only_redirects_here(
+    app_client: TestClient,
+) -> None:
+    wrong = await app_client.post("/auth", data={"token": "nope", "next": "/login/bob"})
+    assert wrong.status == 403 and "wrong API token" in await wrong.text()
+    for target, lands in (
+        ("/login/bob", "/login/bob"),
+        ("//evil.example", "/status"),
+        ("/\\evil.example", "/status"),
+        ("https://evil.example", "/status"),
+    ):
+        right = await app_client.post(
+            "/auth", data={"token": TOKEN, "next": target}, allow_redirects=False
+        )
+        assert right.status == 303 and right.headers["Location"] == lands, target
+        cookie = right.cookies["switchboard_token"]
+        assert cookie.value == TOKEN and cookie["httponly"] and cookie["samesite"] == "Strict"
+    page = await app_client.get("/login/bob")  # the client now sends the cookie
+    assert page.status == 200 and "Log in bob" in await page.text()
+
+
 BAD_REQUESTS = [
     ("POST", "/channels", b"{not json", 400),
     ("POST", "/channels", b'{"ref": "@news", "extra": 1}', 400),
