@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+import zmq
 
 from protocols.broker import GetStatus, Status
 from runtime.client import Client
@@ -225,6 +226,16 @@ def overlapping(intervals: list[Live]) -> list[tuple[Live, Live]]:
         for b in ordered[i + 1 :]
         if a.node != b.node and b.start < a.stop
     ]
+
+
+def raw_dealer(endpoint: str, identity: bytes, send_hwm: int = 1000) -> zmq.Socket:
+    """A bare DEALER named ``identity`` on ``endpoint``, to send what no Client would."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, identity)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, send_hwm)
+    sock.connect(endpoint)
+    return sock
 
 
 def current_owner(client: Client, address: str) -> str | None:

@@ -28,6 +28,7 @@ from tests.runtime.support import (
     Proc,
     System,
     current_owner,
+    raw_dealer,
     wait_until,
 )
 
@@ -42,10 +43,7 @@ def node(system: System, broker: Proc) -> Proc:
 @pytest.fixture
 def raw(system: System, broker: Proc) -> Iterator[zmq.Socket]:
     """A bare DEALER on the broker named as the node: its id is all ``status`` shows."""
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.IDENTITY, b"nD")
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(system.broker)
+    sock = raw_dealer(system.broker, b"nD")
     yield sock
     sock.close()
 
@@ -95,11 +93,7 @@ def test_a_peer_speaking_as_the_node_cannot_take_it_over(
 def test_a_garbage_flood_does_not_stall_the_node(
     system: System, node: Proc, client: Client
 ) -> None:
-    flood = zmq.Context.instance().socket(zmq.DEALER)
-    flood.setsockopt(zmq.IDENTITY, b"flooder")
-    flood.setsockopt(zmq.LINGER, 0)
-    flood.setsockopt(zmq.SNDHWM, 0)
-    flood.connect(system.broker)
+    flood = raw_dealer(system.broker, b"flooder", send_hwm=0)  # queue all, never block
     try:
         # It never reads its BadRequest answers: the broker's sends to it must not block.
         for i in range(20_000):

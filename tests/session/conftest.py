@@ -91,8 +91,18 @@ class Sessions(System):
         path.write_text("\n".join(body) + "\n")
         return path
 
-    def node(self, node_id: str, accounts: str, *extra: str) -> Proc:
-        """A node process hosting these accounts' session actors (and no echo actor)."""
+    def node(
+        self,
+        node_id: str,
+        accounts: str,
+        *extra: str,
+        name: str = "",
+        env: dict[str, str] | None = None,
+    ) -> Proc:
+        """A node process hosting these accounts' session actors (and no echo actor).
+
+        ``name`` names its log (default: the node id), ``env`` adds variables.
+        """
         proc = self.run(
             "--role",
             "node",
@@ -103,7 +113,8 @@ class Sessions(System):
             "--accounts",
             accounts,
             *extra,
-            name=node_id,
+            name=name or node_id,
+            env=env,
         )
         wait_until(
             lambda: (

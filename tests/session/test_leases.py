@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import time
+from pathlib import Path
 
 from protocols import session as s
 from protocols.broker import lease_bounds
@@ -33,20 +34,10 @@ LEASE_S, EXPIRY_S = lease_bounds(INTERVAL_S, LIVENESS)
 ADDRESS = "session:demo"
 
 
-def _node(sessions: Sessions, node_id: str, data_dir: str, *extra: str, name: str = "") -> Proc:
-    return sessions.run(
-        "--role",
-        "node",
-        "--node-id",
-        node_id,
-        "--actors",
-        "",
-        "--accounts",
-        "demo",
-        *extra,
-        name=name or node_id,
-        env={"SWITCHBOARD__DATA_DIR": data_dir},
-    )
+def _node(sessions: Sessions, node_id: str, data_dir: Path, *extra: str, name: str = "") -> Proc:
+    """A node hosting ``demo`` with its own data dir (as on a host of its own)."""
+    env = {"SWITCHBOARD__DATA_DIR": str(data_dir)}
+    return sessions.node(node_id, "demo", *extra, name=name, env=env)
 
 
 def _owner(sessions: Sessions) -> str | None:
@@ -74,14 +65,14 @@ def test_broker_restarts_keep_the_owner_and_owner_death_moves_the_account_once(
     broker = sessions.run_broker("broker-0", env=broker_env)
 
     # The bot logs in once on nA; nB gets a copy of the session file (same auth key).
-    first = _node(sessions, "nA", str(data_a), name="nA-login")
+    first = _node(sessions, "nA", data_a, name="nA-login")
     wait_until(lambda: _authorized(sessions), 60, "the bot to log in")
     assert first.stop() == 0
     shutil.copytree(data_a / "sessions", data_b / "sessions")
 
-    owner = _node(sessions, "nA", str(data_a))
+    owner = _node(sessions, "nA", data_a)
     wait_until(lambda: _authorized(sessions), 60, "nA to host the account")
-    standby = _node(sessions, "nB", str(data_b), "--standby")
+    standby = _node(sessions, "nB", data_b, "--standby")
     wait_until(lambda: standby.has_logged("address refused"), 30, "nB to stand by")
 
     for round_ in range(1, ROUNDS + 1):
