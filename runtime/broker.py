@@ -137,7 +137,9 @@ class Broker:
         # The last epoch of each address whose holder this broker presumed dead.
         self._expired: dict[str, int] = {}
         # Addresses a node may still hold from before this broker started (None: any).
-        self._recovering: set[str] | None = _read_state(options.state_file)
+        # Addresses a node may still hold from before this broker started (None: any), with
+        # the epoch last granted for each.
+        self._recovering: dict[str, int] | None = _read_state(options.state_file)
         self._recover_until = time.monotonic() + self._expiry_s
         # Granted packets held back until the state file says what they grant.
         self._held_back: list[tuple[bytes, Granted]] = []
@@ -353,9 +355,15 @@ class Broker:
         if grant is not None and grant.node is node:
             self._announce(node, Granted(address=address, epoch=grant.epoch, ack=seq))
             return
-        if grant is None and held_epoch and held_epoch > self._expired.get(address, 0):
+        if grant is None and held_epoch and self._may_reclaim(address, held_epoch):
             self._grant(node, address, held_epoch, seq)
             log.info("lease re-claimed", address=address, node=node.node_id, epoch=held_epoch)
+            return
+        if grant is None and previous and self._was_last_holder(address, previous):
+            # Its lease ran out while the broker was away, and nobody was granted the
+            # address since (a later grant would be in the state file): it goes back.
+            self._grant(node, address, previous, seq)
+            log.info("address back to its last holder", address=address, node=node.node_id)
             return
         if grant is not None or self._blocked(address):
             waiting = self._waiting.setdefault(address, [])
@@ -402,6 +410,22 @@ class Broker:
             ),
         )
 
+    def _may_reclaim(self, address: str, held: int) -> bool:
+        """Is ``held`` no older than the last grant known for ``address``?
+
+        Known: the grants this broker let expire, and what the previous one recorded.
+        """
+        if address in self._expired and held <= self._expired[address]:
+            return False
+        return held >= (self._recovering or {}).get(address, 0)
+
+    def _was_last_holder(self, address: str, previous: int) -> bool:
+        """Was ``previous`` the last epoch granted for an address held before the restart?"""
+        if self._recovering is None or address in self._expired:
+            return False
+        draining = any(address in n.draining for n in self._nodes.values())
+        return not draining and self._recovering.get(address) == previous
+
     def _blocked(self, address: str) -> bool:
         """May a node still hold a lease on this ungranted address?"""
         recovering = self._recovering is None or address in self._recovering
@@ -428,7 +452,7 @@ class Broker:
             return
         if now < self._recover_until:
             return
-        self._recovering = set()
+        self._recovering = {}
         log.info("leases from before the start have expired")
         for address in list(self._waiting):
             self._free(address)
@@ -469,11 +493,15 @@ class Broker:
         """Write the state file if it changed, then announce the grants it now lists."""
         if self._state_dirty:
             held = {
-                address
+                address: epoch
                 for n in self._nodes.values()
                 if not n.local
-                for address in [*n.addresses, *n.draining]
+                for address, epoch in [*n.addresses.items(), *n.draining.items()]
             }
+            # What the previous broker granted stays listed until its leases expired:
+            # a broker that dies again meanwhile must still wait for those.
+            for address, epoch in (self._recovering or {}).items():
+                held.setdefault(address, epoch)
             try:
                 _write_state(self.options.state_file, held)
             except OSError as exc:
@@ -639,28 +667,35 @@ def node_key(identity: bytes) -> bytes:
     return SUBSOCKET_SEPARATOR.join(identity.split(SUBSOCKET_SEPARATOR, 2)[:2])
 
 
-def _read_state(path: str | None) -> set[str] | None:
-    """The addresses the previous broker had granted to other processes (None: unknown)."""
+def _read_state(path: str | None) -> dict[str, int] | None:
+    """{address: epoch} the previous broker had granted to other processes (None: unknown)."""
     if path is None:
         return None
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        return set()
+        return {}
     except OSError as exc:
         log.warning("broker state unreadable, every claim waits out the leases", error=str(exc))
         return None
-    return {line for line in text.splitlines() if line}
+    state: dict[str, int] = {}
+    for line in text.splitlines():
+        address, _, epoch = line.rpartition(" ")
+        if not address or not epoch.isdigit():
+            log.warning("broker state malformed, every claim waits out the leases", line=line)
+            return None
+        state[address] = int(epoch)
+    return state
 
 
-def _write_state(path: str | None, addresses: set[str]) -> None:
+def _write_state(path: str | None, addresses: dict[str, int]) -> None:
     """Replace the state file atomically and durably (write, fsync, rename, fsync dir)."""
     if path is None:
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write("".join(f"{a}\n" for a in sorted(addresses)))
+        f.write("".join(f"{a} {e}\n" for a, e in sorted(addresses.items())))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

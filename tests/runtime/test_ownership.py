@@ -13,7 +13,15 @@ from protocols.broker import lease_bounds
 from runtime.client import Client
 from runtime.errors import RequestError
 from tests.runtime.conftest import start_node
-from tests.runtime.support import HEARTBEAT_S, LIVENESS, Proc, System, current_owner, wait_until
+from tests.runtime.support import (
+    HEARTBEAT_S,
+    LIVENESS,
+    Proc,
+    System,
+    current_owner,
+    live_intervals,
+    wait_until,
+)
 
 # The README's bound: a dead node's addresses move on within its lease's expiry (counted
 # from its last heartbeat) plus a quarter interval.
@@ -89,3 +97,25 @@ def test_request_to_an_unknown_address_is_answered(client: Client) -> None:
         client.request("nobody-here", demo.Echo(text="x"), timeout=5)
     assert isinstance(caught.value.error, errors.NoSuchAddress)
     assert caught.value.error.address == "nobody-here"
+
+
+def test_a_broker_restart_longer_than_the_lease_gives_the_address_back_to_its_holder(
+    system: System,
+) -> None:
+    # The lease (0.6 s) is shorter than a broker's start-up: the owner stops its actor
+    # while the broker is away; the new broker knows (from its state file) that the owner
+    # held the address last, so the waiting standby does not get it.
+    broker_env = {"SWITCHBOARD__DATA_DIR": str(system.tmp / "broker")}
+    broker = system.run_broker("broker-0", env=broker_env)
+    owner = start_node(system, "owner")
+    standby = start_node(system, "standby", "echo", "--standby")
+    for round_ in (1, 2):
+        broker.signal(signal.SIGKILL)
+        broker.popen.wait()
+        broker = system.run_broker(f"broker-{round_}", env=broker_env)
+        with Client(system.broker) as client:
+            wait_until(lambda: current_owner(client, "echo") == "owner", 30, "the owner back")
+            assert client.request("echo", demo.Echo(text="hi")) == demo.Echoed(text="hi")
+    assert owner.has_logged("lease expired, actors stopped until the broker confirms the grant")
+    assert live_intervals(standby, "standby", "echo") == []
+    assert len(live_intervals(owner, "owner", "echo")) == 3
