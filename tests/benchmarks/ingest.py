@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import sqlite3
@@ -221,7 +222,8 @@ async def _baseline(
 def baseline_phase(sandbox: SandboxThread, tmp: Path, rate: float, seconds: float) -> dict:
     phones = Phones(sandbox)
     try:
-        tg, account = phones.user("Baseline", username="baseline_reader")
+        with contextlib.redirect_stdout(sys.stderr):  # Telethon greets on stdout
+            tg, account = phones.user("Baseline", username="baseline_reader")
         session = StringSession.save(tg.session)
     finally:
         phones.close()  # the worker uses the account's auth key from here on
