@@ -22,6 +22,7 @@ reconciler's latency (about one period). The last line printed is one JSON objec
 
     python tests/benchmarks/monitor_scale.py --quick   # 30 s at rest, period 30 s
     python tests/benchmarks/monitor_scale.py           # 120 s at rest, period 60 s
+    python tests/benchmarks/monitor_scale.py --period 600 --calls-per-min 60   # the defaults
 """
 
 from __future__ import annotations
@@ -70,15 +71,17 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="30 s at rest, period 30 s")
     parser.add_argument("--channels", type=int, default=1000)
     parser.add_argument("--idle", type=float, default=0.0, help="seconds at rest measured")
+    parser.add_argument("--period", type=float, default=0.0, help="parser.reconcile_s")
+    parser.add_argument("--calls-per-min", type=int, default=600, help="parser.calls_per_min")
     args = parser.parse_args()
     idle = args.idle or (30.0 if args.quick else 120.0)
-    period = 30.0 if args.quick else 60.0
+    period = args.period or (30.0 if args.quick else 60.0)
     config = {
         "backfill": "1",
         "reconcile_min_s": str(period / 3),
         "reconcile_s": str(period),
         "reconcile_max_s": str(period * 10),
-        "calls_per_min": "600",
+        "calls_per_min": str(args.calls_per_min),
         "resolves_per_min": "100000",
         "resolves_per_day": "100000",
         "joins_per_hour": "100000",
