@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,8 @@ from tests.benchmarks.runtime_rtt import one_process_system  # noqa: E402
 
 STORE = "store:main"
 BodyOf = Callable[[int, int], Message]
+Send = Callable[[int], object]
+OpenSender = Callable[[int], AbstractContextManager[Send]]
 CHANNEL = -1001000000001
 
 
@@ -94,17 +96,18 @@ def store_system(workdir: Path, synchronous: str) -> Iterator[str]:
         yield endpoint
 
 
-def hammer(endpoint: str, writers: int, seconds: float, target: str, body: BodyOf) -> Run:
-    """``writers`` threads, each with its own client, sending ``body(k, n)`` to ``target``
-    one at a time (the n-th request of thread k) for ``seconds``."""
+def closed_loop(writers: int, seconds: float, open_sender: OpenSender) -> Run:
+    """``writers`` threads for ``seconds``, each doing its ``send(n)`` (its n-th operation)
+    one at a time, as fast as they complete; a send that raises an Exception counts as an
+    error. ``open_sender(k)`` gives thread k its own connection."""
     result = Run(seconds)
     lock = threading.Lock()
     start = threading.Barrier(writers)
 
-    def send(k: int) -> None:
+    def run(k: int) -> None:
         latencies: list[float] = []
         errors = 0
-        with Client(endpoint) as client:
+        with open_sender(k) as send:
             start.wait()
             end = time.monotonic() + seconds
             for n in itertools.count(1):
@@ -112,8 +115,8 @@ def hammer(endpoint: str, writers: int, seconds: float, target: str, body: BodyO
                     break
                 sent = time.monotonic()
                 try:
-                    client.request(target, body(k, n), timeout=10)
-                except RequestError:
+                    send(n)
+                except Exception:
                     errors += 1
                     continue
                 latencies.append(time.monotonic() - sent)
@@ -122,12 +125,23 @@ def hammer(endpoint: str, writers: int, seconds: float, target: str, body: BodyO
             result.written += len(latencies)
             result.errors += errors
 
-    threads = [threading.Thread(target=send, args=(k,)) for k in range(writers)]
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(writers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     return result
+
+
+def requests_of(endpoint: str, target: str, body: BodyOf) -> OpenSender:
+    """Senders that ask ``target`` for ``body(k, n)`` over their own client."""
+
+    @contextmanager
+    def open_sender(k: int) -> Iterator[Send]:
+        with Client(endpoint) as client:
+            yield lambda n: client.request(target, body(k, n), timeout=10)
+
+    return open_sender
 
 
 def put_one(k: int, n: int) -> p.PutPosts:
@@ -145,9 +159,9 @@ def run_store(workdir: Path, synchronous: str, writers: int, seconds: float) -> 
     alone): (store, echo)."""
     with store_system(workdir, synchronous) as endpoint, Client(endpoint) as client:
         before = client.request(STORE, p.GetStoreStats(), timeout=10).commits
-        store = hammer(endpoint, writers, seconds, STORE, put_one)
+        store = closed_loop(writers, seconds, requests_of(endpoint, STORE, put_one))
         store.commits = client.request(STORE, p.GetStoreStats(), timeout=10).commits - before
-        echo = hammer(endpoint, writers, seconds, "echo", echo_one)
+        echo = closed_loop(writers, seconds, requests_of(endpoint, "echo", echo_one))
     return store, echo
 
 
@@ -157,24 +171,17 @@ def run_baseline(path: Path, synchronous: str, writers: int, seconds: float) -> 
     apply_migrations(setup)  # the store's own schema, full-text index included
     setup.execute("INSERT INTO channels (id) VALUES (?)", (CHANNEL,))
     setup.close()
-    result = Run(seconds)
-    lock = threading.Lock()
-    start = threading.Barrier(writers)
 
-    def write(k: int) -> None:
+    @contextmanager
+    def open_sender(k: int) -> Iterator[Send]:
         conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
         conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-        latencies: list[float] = []
-        errors = 0
-        message_id = k * 100_000_000
-        start.wait()
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            message_id += 1
-            sent = time.monotonic()
+
+        def insert_and_commit(n: int) -> None:
+            message_id = k * 100_000_000 + n
+            text = f"post {message_id}"
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                text = f"post {message_id}"
                 rowid = conn.execute(
                     "INSERT INTO posts (channel_id, message_id, seq, date, text)"
                     " VALUES (?, ?, ?, 1, ?)",
@@ -182,24 +189,18 @@ def run_baseline(path: Path, synchronous: str, writers: int, seconds: float) -> 
                 ).lastrowid
                 conn.execute("INSERT INTO posts_fts (rowid, text) VALUES (?, ?)", (rowid, text))
                 conn.execute("COMMIT")
-            except sqlite3.OperationalError:
-                errors += 1
+            except sqlite3.OperationalError:  # database is locked
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                continue
-            latencies.append(time.monotonic() - sent)
-        conn.close()
-        with lock:
-            result.latencies += latencies
-            result.written += len(latencies)
-            result.errors += errors
-            result.commits += len(latencies)
+                raise
 
-    threads = [threading.Thread(target=write, args=(k,)) for k in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+        try:
+            yield insert_and_commit
+        finally:
+            conn.close()
+
+    result = closed_loop(writers, seconds, open_sender)
+    result.commits = result.written
     return result
 
 
