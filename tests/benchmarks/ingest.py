@@ -7,8 +7,8 @@ post's text is the time it was made):
 * **monitor**: the whole path as deployed: the reader accounts' session actors (two
   readers, one node process), ``parser:main`` (a node process) and ``store:main`` (a
   node process, a real SQLite file in WAL mode). A post is counted stored when its
-  ``PostStored`` event (published after the store's commit) reaches this process; its
-  latency is that moment minus the time in its text. Afterwards the store is read back:
+  ``PostStored`` event (published after the store's commit) reaches a collector process
+  (its own, as the baseline has); its latency is that moment minus the time in its text. Afterwards the store is read back:
   ``lost`` are posts made but not stored, ``duplicates`` events for a post seen twice.
 * **baseline**: a bare Telethon client (the same sandbox, 20 other channels) whose
   ``NewMessage`` handler writes each post to SQLite itself (``INSERT OR IGNORE``, one
@@ -39,9 +39,11 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 # Runnable as a plain script from anywhere: the packages under test live at the repo root.
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,6 +123,52 @@ class Collector(threading.Thread):
         self.subscriber.close()
 
 
+def measured(
+    target: Callable[..., None],
+    args: tuple[object, ...],
+    sandbox: SandboxThread,
+    channel_ids: list[int],
+    rate: float,
+    seconds: float,
+) -> tuple[int, float, Any]:
+    """Start ``target(*args, conn)`` in a process of its own, post the load once it says
+    ready, tell it how many posts were made; returns (made, start time, its report)."""
+    spawn = multiprocessing.get_context("spawn")
+    ours, theirs = spawn.Pipe()
+    worker = spawn.Process(target=target, args=(*args, theirs))
+    worker.start()
+    try:
+        if not ours.poll(60):
+            raise RuntimeError(f"{target.__name__} did not start")
+        ours.recv()
+        started = time.time()
+        made = post_for(sandbox, channel_ids, rate, seconds)
+        ours.send(made)
+        if not ours.poll(120):
+            raise RuntimeError(f"{target.__name__} did not report")
+        return made, started, ours.recv()
+    finally:
+        worker.join(30)
+
+
+def collector_worker(endpoint: str, conn: Connection) -> None:
+    """The monitor's side measured in a process of its own, as the baseline's is: the
+    arrival of each ``PostStored`` event; reports when told how many posts were made."""
+    collector = Collector(endpoint)
+    collector.start()
+    time.sleep(1.0)  # the subscription reaches the broker
+    conn.send("ready")
+    made = conn.recv()
+    give_up = time.monotonic() + 60
+    while len(collector.latencies) < made and time.monotonic() < give_up:
+        time.sleep(0.1)
+    time.sleep(1.0)  # late duplicates, if any
+    collector.stop.set()
+    collector.join()
+    dups = sum(n - 1 for n in collector.seen.values() if n > 1)
+    conn.send((collector.latencies, dups, collector.last_at))
+
+
 def monitor_phase(sandbox: SandboxThread, tmp: Path, rate: float, seconds: float) -> dict:
     (tmp / "monitor").mkdir()
     monitor = Monitor(tmp / "monitor", sandbox=sandbox, parser=PARSER_CONFIG)
@@ -138,26 +186,23 @@ def monitor_phase(sandbox: SandboxThread, tmp: Path, rate: float, seconds: float
             sandbox.control.post(channel.id, "setup")
             client.request(PARSER, p.AddChannel(ref=f"@{channel.username}"), timeout=TIMEOUT)
             channels.append(channel)
-        collector = Collector(monitor.events_out)
-        collector.start()
-        time.sleep(1.0)  # the subscription reaches the broker
-        started = time.time()
-        made = post_for(sandbox, [c.id for c in channels], rate, seconds)
-        give_up = time.monotonic() + 60
-        while len(collector.latencies) < made and time.monotonic() < give_up:
-            time.sleep(0.2)
-        time.sleep(1.0)  # late duplicates, if any
-        collector.stop.set()
-        collector.join()
+        made, started, (latencies, dups, last_at) = measured(
+            collector_worker,
+            (monitor.events_out,),
+            sandbox,
+            [c.id for c in channels],
+            rate,
+            seconds,
+        )
         stored = sum(len(store_ids(client, marked(c))) - 1 for c in channels)  # minus setup
-        elapsed = max(collector.last_at - started, 1e-9)
+        elapsed = max(last_at - started, 1e-9)
         return {
             "made": made,
             "stored": stored,
             "per_s": min(stored, made) / elapsed,
-            "latencies": collector.latencies,
+            "latencies": latencies,
             "lost": made - stored,
-            "duplicates": sum(n - 1 for n in collector.seen.values() if n > 1),
+            "duplicates": dups,
         }
     finally:
         for c in clients:
@@ -233,25 +278,10 @@ def baseline_phase(sandbox: SandboxThread, tmp: Path, rate: float, seconds: floa
         sandbox.control.add_member(channel.id, account.id)
         channels.append(channel)
     address = {"host": sandbox.host, "port": sandbox.port, "public_key_pem": sandbox.public_key_pem}
-    ours, theirs = multiprocessing.get_context("spawn").Pipe()
-    worker = multiprocessing.get_context("spawn").Process(
-        target=baseline_worker,
-        args=(address, session, [marked(c) for c in channels], str(tmp / "base.db"), theirs),
+    args = (address, session, [marked(c) for c in channels], str(tmp / "base.db"))
+    made, started, (latencies, stored, dups, last_at) = measured(
+        baseline_worker, args, sandbox, [c.id for c in channels], rate, seconds
     )
-    worker.start()
-    try:
-        if not ours.poll(60):
-            raise RuntimeError("the baseline client did not start")
-        ours.recv()
-        time.sleep(1.0)
-        started = time.time()
-        made = post_for(sandbox, [c.id for c in channels], rate, seconds)
-        ours.send(made)
-        if not ours.poll(120):
-            raise RuntimeError("the baseline client did not report")
-        latencies, stored, dups, last_at = ours.recv()
-    finally:
-        worker.join(30)
     return {
         "made": made,
         "stored": stored,
