@@ -8,8 +8,9 @@ post's text is the time it was made):
   readers, one node process), ``parser:main`` (a node process) and ``store:main`` (a
   node process, a real SQLite file in WAL mode). A post is counted stored when its
   ``PostStored`` event (published after the store's commit) reaches a collector process
-  (its own, as the baseline has); its latency is that moment minus the time in its text. Afterwards the store is read back:
-  ``lost`` are posts made but not stored, ``duplicates`` events for a post seen twice.
+  (its own, as the baseline has); its latency is that moment minus the time in its text.
+  Afterwards the store is read back: ``lost`` are posts made but not stored,
+  ``duplicates`` events for a post seen twice.
 * **baseline**: a bare Telethon client (the same sandbox, 20 other channels) whose
   ``NewMessage`` handler writes each post to SQLite itself (``INSERT OR IGNORE``, one
   commit per post), timed the same way at its commit.
