@@ -32,10 +32,16 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "store.sqlite3"
 
 
+def store_actor(path: Path, max_age_s: float = 60.0) -> functools.partial[StoreActor]:
+    """The actor with batches bounded by count (``BATCH_LIMIT``), not by age unless asked."""
+    return functools.partial(
+        StoreActor, path=path, batch_limit=BATCH_LIMIT, batch_max_age_s=max_age_s
+    )
+
+
 @pytest.fixture
 def harness(path: Path) -> Iterator[ActorHarness]:
-    factory = functools.partial(StoreActor, path=path, batch_limit=BATCH_LIMIT)
-    with ActorHarness(factory, address="store:main") as h:
+    with ActorHarness(store_actor(path), address="store:main") as h:
         h.request(p.SaveChannel(channel=p.Channel(id=CHANNEL, username="news")))
         yield h
 
@@ -118,9 +124,17 @@ def test_a_read_behind_queued_writes_sees_them_all(harness: ActorHarness, path: 
     assert len(harness.reply(read, timeout=10).posts) == 10  # type: ignore[attr-defined]
 
 
+def test_a_batch_at_its_age_bound_commits_while_writes_keep_coming(path: Path) -> None:
+    with ActorHarness(store_actor(path, max_age_s=0.0), address="store:main") as h:
+        h.request(p.SaveChannel(channel=p.Channel(id=CHANNEL)))
+        with write_lock(path):
+            ids = [h.send(p.PutPosts(channel_id=CHANNEL, posts=[post(n)])) for n in range(1, 21)]
+        assert all(isinstance(h.reply(i), p.PostsPut) for i in ids)
+        assert h.request(p.GetStoreStats()).commits == 21  # the channel, then one per write
+
+
 def test_a_stopped_store_has_committed_every_answered_write(path: Path) -> None:
-    factory = functools.partial(StoreActor, path=path, batch_limit=BATCH_LIMIT)
-    with ActorHarness(factory, address="store:main") as h:
+    with ActorHarness(store_actor(path), address="store:main") as h:
         h.request(p.SaveChannel(channel=p.Channel(id=CHANNEL)))
         with write_lock(path):
             ids = [h.send(p.PutPosts(channel_id=CHANNEL, posts=[post(n)])) for n in range(1, 51)]
