@@ -79,6 +79,7 @@ from runtime.errors import (
     UsageError,
 )
 from runtime.launcher import (
+    check_listen,
     client_for,
     parse_actor_specs,
     reach,
@@ -279,6 +280,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         raise UsageError(
             "--demo-seconds runs the demo, which runs only when no account is configured"
         )
+    actors = _role_actors(settings, args)
     broker, node = None, None
     whole_system = _lock_data_dir(settings) if args.role == "all" else None
     try:
@@ -287,7 +289,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         if args.role != "broker":
             node = start_node(
                 settings,
-                _role_actors(settings, args),
+                actors,
                 node_id=args.node_id,
                 local=args.role == "all",
                 standby=args.standby,
@@ -305,10 +307,15 @@ def _role_actors(settings: Settings, args: argparse.Namespace) -> dict[str, Acto
     """What a process of ``args.role`` hosts: its role's actors (or ``--actors``), the
     session actors of ``--accounts`` (a node, the whole system), the bots of a bot role.
 
-    Raises UsageError for an unknown kind or account, or a bot role without a bot account.
+    Raises UsageError for an unknown kind or account, or a bot role without a bot account;
+    EndpointError when it hosts the HTTP API and ``api.port`` is taken (checked here, before
+    anything starts: once started, a taken port is only a restarting actor in the logs).
     """
     specs = ROLE_ACTORS[args.role] if args.actors is None else args.actors
-    actors = parse_actor_specs(_split(specs), actor_kinds(settings))
+    kinds = actor_kinds(settings)
+    actors = parse_actor_specs(_split(specs), kinds)
+    if kinds.get("api") in actors.values():
+        check_listen(settings.api.host, settings.api.port, "api.port")
     named = None if args.accounts is None else _split(args.accounts)
     if args.role in ("all", "node"):
         actors |= session_actors(settings, sorted(settings.accounts) if named is None else named)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import signal
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -188,6 +189,22 @@ def start_broker(settings: Settings, *, local: bool = False) -> Broker:
     except zmq.ZMQError as exc:
         raise _endpoint_error(settings, exc) from None
     return broker
+
+
+def check_listen(host: str, port: int, setting: str) -> None:
+    """Raise :class:`runtime.errors.EndpointError` unless a TCP server can listen on
+    ``host:port`` now (``setting`` is what moves it). Port 0 (any free port) always can."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            # As aiohttp listens: an old connection in TIME_WAIT does not count as in use.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        in_use = exc.errno == errno.EADDRINUSE
+        raise EndpointError(
+            f"http://{host}:{port}", setting, exc.strerror or str(exc), in_use=in_use
+        ) from None
 
 
 def _endpoint_error(settings: Settings, exc: zmq.ZMQError) -> EndpointError:

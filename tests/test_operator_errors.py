@@ -51,6 +51,20 @@ def test_endpoint_in_use_names_it_and_the_setting(system: System) -> None:
     assert "SWITCHBOARD__RUNTIME__EVENTS_OUT_ENDPOINT" in line
 
 
+def test_api_port_in_use_names_the_setting(system: System) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        system.overrides["SWITCHBOARD__API__PORT"] = str(port)
+        done = system.command()
+    assert done.returncode == HELD
+    line = one_error_line(done.stderr)
+    assert f"cannot bind http://127.0.0.1:{port}: Address already in use" in line
+    assert "api.port" in line and "SWITCHBOARD__API__PORT" in line
+    assert not (system.tmp / "data" / "sandbox").exists()  # nothing was started
+
+
 def test_a_second_broker_on_the_same_endpoints(system: System) -> None:
     system.run_broker()
     done = system.command("--role", "broker")
@@ -89,10 +103,11 @@ def test_node_started_before_its_broker(system: System) -> None:
 
 
 def test_ctrl_c_during_start_up(system: System) -> None:
-    # With no broker, the node is still starting when it says it keeps trying.
+    # With no broker the node is still starting (for a minute) once it has logged anything.
     system.overrides["SWITCHBOARD__RUNTIME__REQUEST_TIMEOUT_S"] = "60"
     node = system.run("--role", "node", "--actors", "echo", name="node")
-    wait_until(lambda: node.has_logged("broker silent, reconnecting"), 30, "the node to wait")
+    wait_until(lambda: any(node.log_events()), 30, "the node to say something")
+    assert not node.has_logged("running; Ctrl-C to stop")
     node.signal(signal.SIGINT)
     assert node.popen.wait(30) == INTERRUPTED
     assert one_error_line(node.log_text()) == "error: interrupted"

@@ -106,6 +106,8 @@ class System:
                 "SWITCHBOARD__RUNTIME__HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S),
                 "SWITCHBOARD__RUNTIME__HEARTBEAT_LIVENESS": str(LIVENESS),
                 "SWITCHBOARD__LOG__FORMAT": "json",
+                # Any free port for a whole system's HTTP API: tests run beside each other.
+                "SWITCHBOARD__API__PORT": "0",
                 **self.overrides,
             }
         )
