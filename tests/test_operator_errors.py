@@ -119,7 +119,7 @@ def test_second_demo_on_the_same_data_dir_exits_at_once_naming_the_first(
     first = system.run(name="first")
     wait_until(lambda: first.has_logged("running; Ctrl-C to stop"), 60, "the demo to run")
     other = System(system.tmp)  # other endpoints, the same working and data directory
-    done = other.command()
+    done = other.command(timeout=120)
     assert done.returncode == HELD
     line = one_error_line(done.stderr)
     assert line.startswith("error: another run.py runs the whole system on data (pid ")
