@@ -89,7 +89,7 @@ class Hosted:
         actor = self.actors[account]
 
         def reached() -> bool:
-            return actor.request(s.GetSessionStatus()).state == state
+            return actor.request(s.GetSessionStatus(), timeout=CALL_TIMEOUT).state == state
 
         wait_until(reached, timeout, f"session:{account} to be {state}")
 

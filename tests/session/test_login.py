@@ -99,7 +99,7 @@ def test_login_by_qr_code_accepted_on_another_device(
 
     qr = bob.request(s.StartQrLogin(), timeout=CALL_TIMEOUT)
     assert qr.url.startswith("tg://login?token=") and qr.expires_at > time.time()
-    assert bob.request(s.QrLoginStatus()) == s.QrLoginState(state="waiting")
+    assert bob.request(s.QrLoginStatus(), timeout=CALL_TIMEOUT) == s.QrLoginState(state="waiting")
 
     # Bob's phone, already logged in, scans the code: it accepts the token.
     phone_client = phones.log_in(phone)
@@ -113,7 +113,7 @@ def test_login_by_qr_code_accepted_on_another_device(
     finished = wait_until(done, CALL_TIMEOUT, "the QR login to finish")
     assert isinstance(finished, s.QrLoginState)
     assert finished.user is not None and finished.user.id == user.id
-    assert bob.request(s.GetMe()).user.id == user.id
+    assert bob.request(s.GetMe(), timeout=CALL_TIMEOUT).user.id == user.id
     hosted.wait_state("bob", "authorized")
     _assert_private_session_file(hosted.sessions, "bob")
 
@@ -122,7 +122,7 @@ def test_bot_logs_in_with_its_token(hosted: Hosted) -> None:
     bot = hosted.sessions.add_bot("robot")
     robot = hosted.start("robot")
     hosted.wait_state("robot", "authorized")
-    me = robot.request(s.GetMe()).user
+    me = robot.request(s.GetMe(), timeout=CALL_TIMEOUT).user
     assert me.id == bot.id and me.bot and me.username == bot.username
     _assert_private_session_file(hosted.sessions, "robot")
     # Bots have no phone or QR login.

@@ -28,4 +28,4 @@ def test_login_with_code_then_password(hosted: Hosted, sandbox: SandboxThread) -
 
     logged = dave.request(s.SubmitPassword(password="open sesame"), timeout=CALL_TIMEOUT)
     assert isinstance(logged, s.LoggedIn) and logged.user.id == user.id
-    assert dave.request(s.GetMe()).user.id == user.id
+    assert dave.request(s.GetMe(), timeout=CALL_TIMEOUT).user.id == user.id

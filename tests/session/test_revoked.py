@@ -26,7 +26,7 @@ def test_user_is_failed_until_logged_in_again(hosted: Hosted, sandbox: SandboxTh
 
     sandbox.control.forget_auth_keys(user.id)
     hosted.wait_state("carol", "failed", timeout=60)
-    status = carol.request(s.GetSessionStatus())
+    status = carol.request(s.GetSessionStatus(), timeout=CALL_TIMEOUT)
     assert not status.authorized
     error = hosted.refused("carol", s.GetMe(), errors.Unavailable)
     assert "revoked" in error.message

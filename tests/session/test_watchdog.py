@@ -152,6 +152,6 @@ def test_silent_connection_detected_reconnected_and_caught_up_exactly_once(
     after = control.post(channel.id, "after").id
     assert_exactly_once(events, channel, [*posted, after])
     print(f"silence detected after {detected:.2f}s, reconnected {reconnected:.2f}s after clearing")
-    status = alice.request(s.GetSessionStatus())
+    status = alice.request(s.GetSessionStatus(), timeout=CALL_TIMEOUT)
     assert status.reconnects >= 2
     assert alice.mailbox.info().restarts == 0
