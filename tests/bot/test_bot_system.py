@@ -8,115 +8,35 @@ sees is read back from the sandbox.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
-from dataclasses import dataclass
-
 import pytest
 
 from actors import actor_kinds
 from config import Settings
-from runtime.client import Client
 from sandbox import SandboxThread
-from sandbox.control import Account, Message
-from tests.runtime.support import Proc, wait_until
+from sandbox.control import Account
+from tests.bot.support import World, start_world
 from tests.session.conftest import Sessions
-from tests.session.support import log_in
 
 pytestmark = pytest.mark.skipif(
     "store" not in actor_kinds(Settings()), reason="needs the StoreActor (issue 11)"
 )
 
-_names = itertools.count(1)
-REPLY_S = 20.0
 
-
-@dataclass
-class World:
-    sessions: Sessions
-    sandbox: SandboxThread
-    bot: Account
-    user: Account
-    admin: Account
-    stranger: Account
-    reader_id: int
-    procs: dict[str, Proc]
-
-    def say(self, text: str, user: Account | None = None) -> Message:
-        return self.sandbox.control.send_message((user or self.user).id, self.bot.id, text)
-
-    def chat(self, user: Account | None = None) -> list[Message]:
-        return [
-            m for m in self.sandbox.control.chat((user or self.user).id, self.bot.id) if not m.out
-        ]
-
-    def wait_reply(
-        self, needle: str, user: Account | None = None, timeout: float = REPLY_S
-    ) -> Message:
-        def found() -> Message | None:
-            return next((m for m in self.chat(user) if needle in m.text), None)
-
-        return wait_until(found, timeout, f"a bot message with {needle!r}")  # type: ignore[return-value]
-
-    def channel(self, prefix: str = "chan") -> str:
-        name = f"{prefix}{next(_names)}news"
-        self.sandbox.control.create_channel(name.title(), username=name)
-        return name
+def allowlist(user: Account, admin: Account) -> list[str]:
+    return [
+        "[bot]",
+        'mode = "allowlist"',
+        f"admins = [{admin.id}]",
+        f"allowlist = [{user.id}]",
+        "add_timeout_s = 60",
+        "[bot.delivery]",
+        "poll_interval_s = 0.5",
+    ]
 
 
 @pytest.fixture
-def world(sessions: Sessions, sandbox: SandboxThread) -> Iterator[World]:
-    bot = sessions.add_bot("newsbot")
-    phone, reader = sessions.add_user("reader")
-    control = sandbox.control
-    user = control.create_user(f"+1555{next(_names):07d}", "Ann", username=f"ann{next(_names)}x")
-    admin = control.create_user(f"+1556{next(_names):07d}", "Adm", username=f"adm{next(_names)}x")
-    stranger = control.create_user(
-        f"+1557{next(_names):07d}", "Eve", username=f"eve{next(_names)}x"
-    )
-    sessions.accounts["zz_app"] = "\n".join(
-        [
-            "[parser]",
-            'readers = ["reader"]',
-            "[bot]",
-            'mode = "allowlist"',
-            f"admins = [{admin.id}]",
-            f"allowlist = [{user.id}]",
-            "add_timeout_s = 60",
-            "[bot.delivery]",
-            "poll_interval_s = 0.5",
-        ]
-    )
-    sessions.write_config()
-    broker = sessions.run_broker()
-    procs = {"broker": broker}
-    procs["sessions"] = sessions.node("sessions", "newsbot,reader")
-    with Client(sessions.broker) as client:
-        sessions.wait_state(client, "newsbot", "authorized")
-        log_in(sessions, client, "reader", phone)
-    procs["app"] = _node(sessions, "app", "store=store:main,parser=parser:main")
-    procs["bot"] = _node(sessions, "botnode", "bot=bot:newsbot")
-    yield World(
-        sessions,
-        sandbox,
-        Account(bot.id, 0, "", bot.username, None, True),
-        user,
-        admin,
-        stranger,
-        reader.id,
-        procs,
-    )
-
-
-def _node(sessions: Sessions, node_id: str, actors: str) -> Proc:
-    proc = sessions.run(
-        "--role", "node", "--node-id", node_id, "--actors", actors, "--accounts", "", name=node_id
-    )
-    wait_until(
-        lambda: proc.has_logged("hosting address") or proc.popen.poll() is not None, 30, node_id
-    )
-    assert proc.popen.poll() is None, proc.log_text()[-2000:]
-    return proc
+def world(sessions: Sessions, sandbox: SandboxThread) -> World:
+    return start_world(sessions, sandbox, allowlist)
 
 
 def test_add_list_deliver_and_remove_across_processes(world: World) -> None:
