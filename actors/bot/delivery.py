@@ -186,6 +186,14 @@ class Delivery:
             await self._plan_post(post, subscribers.get(post.channel_id, []))
             self._read_seq = post.seq
         await self._advance()
+        log.info(
+            "delivery read",
+            account=self.account,
+            upto=self._read_seq,
+            cursor=self.counts.cursor,
+            queued=self.counts.queued,
+            sent=self.counts.sent,
+        )
         return len(page.posts) == self.settings.page
 
     async def _subscribers(self) -> dict[int, list[st.Subscription]]:

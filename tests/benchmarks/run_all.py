@@ -30,6 +30,8 @@ BENCHMARKS = (
     "first_start",
     "ingest",
     "monitor_scale",
+    "bot_roundtrip",
+    "delivery",
 )
 
 
