@@ -87,8 +87,7 @@ class BotActor(Actor):
 
     def _stop(self) -> None:
         self.bot.delivery.stop()
-        for task in list(self.bot.background):
-            task.cancel()
+        self.bot.background.cancel()
 
     # -- who may do what -------------------------------------------------------------------
 

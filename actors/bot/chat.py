@@ -10,23 +10,19 @@ to the new text), as a person expects when they correct a command.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
 from actors.bot.delivery import Delivery
 from actors.bot.router import Router
+from actors.bot.tasks import Tasks
 from config import BotSettings
 from protocols import session as s
 from protocols.base import R, Request
 from runtime.actor import ActorContext
 
 __all__ = ["Bot", "Chat", "Keyboard"]
-
-log = structlog.get_logger("bot")
 
 Keyboard = list[list[s.Button]]
 REPLY_TIMEOUT_S = 15.0
@@ -44,18 +40,11 @@ class Bot:
     session: str
     store: str = "store:main"
     parser: str = "parser:main"
-    background: set[asyncio.Task[None]] = field(default_factory=set)
+    background: Tasks = field(default_factory=lambda: Tasks("background work"))
 
     def later(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` on the loop after the handler returned (its failure is logged)."""
-        task = asyncio.ensure_future(work)
-        self.background.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self.background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background work failed", account=self.account, exc_info=task.exception())
+        self.background.spawn(work)
 
 
 class Chat:

@@ -25,14 +25,14 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
 from actors.bot import texts
 from actors.bot.pace import Pace
+from actors.bot.tasks import Tasks
 from config import DeliverySettings
 from protocols import errors
 from protocols import session as s
@@ -128,33 +128,22 @@ class Delivery:
         self._wake = asyncio.Event()  # the store may have new posts
         self._moved = asyncio.Event()  # queued jobs went down
         self._sendable = asyncio.Event()  # a chat may have become sendable
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks("delivery task", account=account)
         self._channels: dict[int, st.Channel] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
         """Start reading and sending (on the loop)."""
-        self._spawn(self._read_loop())
-        self._spawn(self._send_loop())
+        self._tasks.spawn(self._read_loop())
+        self._tasks.spawn(self._send_loop())
 
     def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel()
 
     def wake(self) -> None:
         """Something was stored: read the sequence now rather than at the next poll."""
         self._wake.set()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("delivery task failed", account=self.account, exc_info=task.exception())
 
     # -- reading the store --------------------------------------------------------------
 
@@ -296,7 +285,7 @@ class Delivery:
             job = self._queues[chat_id].popleft()
             self._busy.add(chat_id)
             self.pace.took(chat_id)
-            self._spawn(self._run(job))
+            self._tasks.spawn(self._run(job))
 
     async def _run(self, job: _Job) -> None:
         """One send or edit; a job that must be retried goes back to the head of its chat."""
@@ -353,7 +342,7 @@ class Delivery:
         log.warning("delivery failed", chat=job.chat_id, error=repr(error))
         self.counts.failed += 1
         if not job.copy_id:
-            self._spawn(self._record(job, "failed", 0, error.message))
+            self._tasks.spawn(self._record(job, "failed", 0, error.message))
         return True
 
     async def _record(
