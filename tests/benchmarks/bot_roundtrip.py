@@ -10,8 +10,8 @@ A sandbox user (an unmodified Telethon client) sends ``/help`` and waits for the
   with ``event.respond`` in its ``NewMessage`` handler.
 
 The sandbox's bot send limits are off (every reply goes to one chat, and 1/s per chat
-would be all this measured). Rounds alternate baseline and ours (speeds drift on a small shared machine: only the
-ratio from one run means anything). ``--latency-ms N`` makes the sandbox hold every
+would be all this measured). Rounds alternate baseline and ours (speeds drift on a small
+shared machine: only the ratio from one run means anything). ``--latency-ms N`` makes the sandbox hold every
 Telegram request N ms, as ``session_overhead.py`` does; each reply then costs at least
 two Telegram calls (the user's send and the bot's) on both paths.
 
@@ -159,6 +159,7 @@ def main() -> None:
             started = time.perf_counter()
             mine += loop.run(measure(user, ours.id, per_round), 300)
             took[1] += time.perf_counter() - started
+
         async def log_out() -> None:
             await user.disconnect()
 

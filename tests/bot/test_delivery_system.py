@@ -67,8 +67,11 @@ def test_kill_9_during_a_burst_delivers_every_post_to_every_subscriber_exactly_o
     control.reset_bot_sends()  # count the copies only
 
     control.post_many(channel, count=POSTS, text="burst {n}")
-    sent = lambda: sum(c.sent for c in control.bot_sends(world.bot.id))  # noqa: E731
-    wait_until(lambda: sent() > POSTS * SUBSCRIBERS // 5, 120, "a part of the burst to be delivered")
+
+    def sent() -> int:
+        return sum(c.sent for c in control.bot_sends(world.bot.id))
+
+    wait_until(lambda: sent() > POSTS * SUBSCRIBERS // 5, 120, "a fifth of the burst sent")
     world.procs["bot"].signal(signal.SIGKILL)
     world.procs["bot"].popen.wait()
     half = sent()
