@@ -11,9 +11,9 @@ A sandbox user (an unmodified Telethon client) sends ``/help`` and waits for the
 
 The sandbox's bot send limits are off (every reply goes to one chat, and 1/s per chat
 would be all this measured). Rounds alternate baseline and ours (speeds drift on a small
-shared machine: only the ratio from one run means anything). ``--latency-ms N`` makes the sandbox hold every
-Telegram request N ms, as ``session_overhead.py`` does; each reply then costs at least
-two Telegram calls (the user's send and the bot's) on both paths.
+shared machine: only the ratio from one run means anything). ``--latency-ms N`` makes
+the sandbox hold every Telegram request N ms, as ``session_overhead.py`` does; each reply
+then costs at least two Telegram calls (the user's send and the bot's) on both paths.
 
 Last line: one JSON object with ``p50_ms``, ``p99_ms``, ``per_s`` (ours, one command in
 flight), ``baseline_p50_ms``, ``ratio`` (ours / baseline p50) and the baseline's p99 and
