@@ -269,6 +269,7 @@ class ParserActor(Actor):
             if channel.state == "removed":
                 continue
             self._watch(channel, next_check=now)  # catch-up on start: every channel now
+        self._recount_budgets(listed.channels, now)
         for reader in self.readers.values():
             self._spawn(self._read_state(reader))
         assert self._ready is not None
@@ -277,6 +278,18 @@ class ParserActor(Actor):
             "parser watching", channels=len(self.watches), readers=sorted(self.readers)
         )
         await self._reconcile_forever()
+
+    def _recount_budgets(self, channels: list[st.Channel], now: float) -> None:
+        """Budgets survive a restart as far as the store knows them: each channel a reader
+        was given within the last day counts one resolve and one join at its ``added_at``
+        (a parser restarting in a loop must not start every day afresh)."""
+        wall = time.time()
+        added = sorted((c.added_at, c.reader) for c in channels if 0 < wall - c.added_at < _DAY)
+        for added_at, account in added:
+            reader = self.readers.get(account)
+            if reader is not None:
+                reader.resolves.take(now - (wall - added_at))
+                reader.joins.take(now - (wall - added_at))
 
     async def _read_state(self, reader: Reader) -> None:
         with contextlib.suppress(RequestError):

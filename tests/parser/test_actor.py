@@ -321,3 +321,20 @@ def test_the_call_budget_refills_at_its_rate_and_further_pages_are_paid_back() -
     bucket.charge(now + 1.0)  # two further pages: two seconds owed
     assert not bucket.take(now + 2.5)
     assert bucket.take(now + 4.0)
+
+
+def test_budgets_used_before_a_restart_still_count() -> None:
+    store = FakeStore()
+    first = rig(["a"], store=store, resolves_per_min=3)
+    with first.harness:
+        for i in range(3):
+            first.telegram.channel(f"chan{i}x")
+            first.add(f"@chan{i}x")
+    again = rig(["a"], store=store, resolves_per_min=3)
+    again.telegram.channels = first.telegram.channels
+    again.telegram.members = first.telegram.members
+    with again.harness:
+        again.telegram.channel("chan3x")
+        reply = again.harness.ask(p.AddChannel(ref="@chan3x"))
+        assert isinstance(reply, errors.FloodWait) and reply.retry_after > 0
+        assert again.telegram.count("a", s.ResolvePeer) == 0
