@@ -10,6 +10,9 @@ the typed error; the app's one middleware turns every one into an HTTP status an
 
 from __future__ import annotations
 
+import functools
+import types
+import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -33,6 +36,7 @@ __all__ = [
     "Requester",
     "Route",
     "bad_request",
+    "encode_complete",
     "json_response",
     "path_id",
     "query_int",
@@ -139,6 +143,60 @@ def path_id(request: web.Request, name: str = "id") -> int:
 _encoder = msgspec.json.Encoder()
 
 
+@functools.cache
+def _complete(kind: type[msgspec.Struct]) -> type[msgspec.Struct]:
+    """A copy of Struct ``kind`` (nested Structs copied too) that encodes every field.
+
+    msgspec has no encoder switch for ``omit_defaults``, which every Message sets; a JSON
+    round trip through this copy puts the defaults back, in C (about 5x a plain encode,
+    a tenth of walking the value in Python).
+    """
+    hints = typing.get_type_hints(kind, include_extras=True)
+    fields: list[Any] = []
+    for field in msgspec.structs.fields(kind):
+        if field.default is not msgspec.NODEFAULT:
+            fields.append((field.name, _mirror(hints[field.name]), field.default))
+        elif field.default_factory is not msgspec.NODEFAULT:
+            default = msgspec.field(default_factory=field.default_factory)
+            fields.append((field.name, _mirror(hints[field.name]), default))
+        else:
+            fields.append((field.name, _mirror(hints[field.name])))
+    config = kind.__struct_config__
+    return msgspec.defstruct(
+        kind.__name__, fields, kw_only=True, tag=config.tag, tag_field=config.tag_field
+    )
+
+
+def _mirror(hint: Any) -> Any:
+    """``hint`` with every Struct class in it replaced by its :func:`_complete` copy."""
+    if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
+        return _complete(hint)
+    origin = typing.get_origin(hint)
+    if origin is None or origin is typing.Literal:
+        return hint
+    args = typing.get_args(hint)
+    if origin is typing.Annotated:
+        return typing.Annotated[(_mirror(args[0]), *args[1:])]
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[tuple(_mirror(a) for a in args)]  # noqa: UP007
+    return origin[tuple(_mirror(a) for a in args)]
+
+
+@functools.cache
+def _decoder(kind: type[msgspec.Struct]) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(_complete(kind))
+
+
+def encode_complete(value: Any) -> bytes:
+    """``value`` as JSON with every field present, defaults included: an HTTP client need
+    not know that an absent ``posts`` means an empty page."""
+    raw = _encoder.encode(value)
+    if isinstance(value, msgspec.Struct):  # it, or a Struct inside it, may omit defaults
+        return _encoder.encode(_decoder(type(value)).decode(raw))
+    return raw
+
+
 def json_response(value: Any, status: int = 200) -> web.Response:
-    """``value`` (a Struct, or builtins) as a JSON response."""
-    return web.Response(body=_encoder.encode(value), status=status, content_type="application/json")
+    """``value`` (a Struct, or builtins) as a JSON response, every field present."""
+    body = encode_complete(value)
+    return web.Response(body=body, status=status, content_type="application/json")

@@ -245,7 +245,7 @@ async def test_bad_input_is_refused_before_any_actor_is_asked(app_client: TestCl
         response = await app_client.request(method, path, data=body, headers=headers)
         assert response.status == status, (method, path[:60], await response.text())
         error = await response.json()
-        assert set(error) == {"code", "message"} and error["message"], error
+        assert set(error) == {"code", "message", "retry_after"} and error["message"], error
     samples = await _metrics(app_client)
     for kind in ("AddChannel", "RemoveChannel", "GetPosts", "SearchPosts", "PostsSince"):
         assert _asked(samples, kind) == 0, kind

@@ -9,7 +9,7 @@ in this process, each sending its next request as soon as the last one is answer
   goes API -> ZeroMQ -> store actor -> SQLite and back);
 * **baseline**: the same page from a bare aiohttp handler in a process of its own that
   reads the same SQLite file itself (read-only connection, the same query shape the
-  store answers with) and encodes the same JSON;
+  store answers with) and encodes the same JSON (every field present, as the API sends);
 * **status**: ``GET /status`` (JSON) on the API, which gathers the broker's, the store's
   and the parser's reports (shared for up to a second between concurrent callers).
 
@@ -53,25 +53,22 @@ BASELINE = """
 import sqlite3, sys
 import msgspec
 from aiohttp import web
-from protocols.store import Post, Posts
 
 db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, check_same_thread=False)
 encode = msgspec.json.Encoder().encode
-QUERY = (
-    "SELECT seq, channel_id, message_id, date, text, edit_date, media, views, forwards, deleted"
-    " FROM posts WHERE channel_id = ? ORDER BY message_id DESC LIMIT ?"
-)
+COLUMNS = ("seq", "channel_id", "message_id", "date", "text", "edit_date", "media", "views",
+           "forwards", "deleted")
+QUERY = (f"SELECT {', '.join(COLUMNS)} FROM posts"
+         " WHERE channel_id = ? ORDER BY message_id DESC LIMIT ?")
 
 async def page(request):
-    rows = db.execute(QUERY, (int(request.match_info["id"]), int(request.query["limit"])))
-    posts = [
-        Post(seq=r[0], channel_id=r[1], message_id=r[2], date=r[3], text=r[4], edit_date=r[5],
-             media=r[6], views=r[7], forwards=r[8], deleted=bool(r[9]))
-        for r in rows
-    ]
+    limit = int(request.query["limit"])
+    rows = db.execute(QUERY, (int(request.match_info["id"]), limit + 1)).fetchall()
+    posts = [{"type": "Post", **dict(zip(COLUMNS, row)), "deleted": bool(row[9])}
+             for row in rows[:limit]]
     last = db.execute("SELECT value FROM sequence").fetchone()[0]
-    return web.Response(body=encode(Posts(posts=posts, last_seq=last)),
-                        content_type="application/json")
+    body = {"type": "Posts", "posts": posts, "last_seq": last, "more": len(rows) > limit}
+    return web.Response(body=encode(body), content_type="application/json")
 
 app = web.Application()
 app.router.add_get("/channels/{id}/posts", page)
