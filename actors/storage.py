@@ -127,7 +127,9 @@ class Store:
         # Autocommit mode: transactions are begun and ended here, explicitly.
         self._conn = sqlite3.connect(self.path, isolation_level=None)
         try:
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            (mode,) = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode not in ("wal", "memory"):  # another connection holds it in rollback mode
+                raise sqlite3.OperationalError(f"{self.path} could not switch to WAL ({mode})")
             self._conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             self._conn.execute("PRAGMA foreign_keys = ON")
             self._conn.execute("PRAGMA busy_timeout = 5000")
