@@ -187,9 +187,11 @@ class Actor:
         """Answer one request with the handler declared for its type.
 
         A deferred reply (a future, or a coroutine handler's result) is sent when it
-        settles, and the actor takes its next message meanwhile. A future that raises is
-        answered ``Internal``; the actor is not restarted for it. Repeats of an
-        idempotency key that arrive while its first request is deferred get the same reply.
+        settles, and the actor takes its next message meanwhile. If it raises
+        ``RequestError`` (an ask this handler made was refused), that typed error is the
+        reply; any other exception is answered ``Internal`` and restarts the actor, as a
+        crash in the handler itself does. Repeats of an idempotency key that arrive while
+        its first request is deferred get the same reply.
         """
         handler = self.handlers.get(type(body))
         if handler is None:

@@ -13,7 +13,9 @@ Guarantees:
   has failed, or the first reply again for a repeated idempotency key (an error reply
   is not remembered: a repeat after an error runs again);
 * a crash is supervised (:mod:`runtime.supervisor`): the actor is rebuilt after a
-  backoff while queued requests wait, or marked failed past the restart intensity.
+  backoff while queued requests wait, or marked failed past the restart intensity. A
+  deferred reply's future that raises is a crash of the instance that made it, except a
+  ``RequestError`` (a typed ask refused), whose typed error becomes the reply.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from protocols.codec import FrameError, body_type, open_body, pack_body
 from protocols.envelope import Envelope
 from protocols.events import ActorStateChanged, actor_topic
 from runtime.actor import Actor, ActorContext, ActorFactory, Port
+from runtime.errors import RequestError
 from runtime.idempotency import IdempotencyCache
 from runtime.supervisor import ActorState, RestartPolicy, Supervision
 
@@ -49,12 +52,22 @@ class _Event:
 
 
 @dataclass(frozen=True)
+class _Crashed:
+    """A deferred request of actor instance number ``generation`` failed with ``error``."""
+
+    error: BaseException
+    envelope: Envelope
+    generation: int
+
+
+@dataclass(frozen=True)
 class _Settled:
     """A deferred reply is ready: ``future`` settled for the request ``envelope``."""
 
     envelope: Envelope
     future: concurrent.futures.Future[Message]
     started: float  # when the request was taken from the mailbox (time.monotonic)
+    generation: int  # which actor instance made the future
 
 
 class Mailbox:
@@ -155,6 +168,7 @@ class _Runner(pykka.ThreadingActor):
         self._factory = factory
         self._port = port
         self._actor: Actor | None = None
+        self._generation = 0  # bumped for every actor instance built
         self._idempotency = IdempotencyCache()
         # Idempotency keys whose first request is deferred, with every request waiting on it.
         self._in_flight: dict[str, list[Envelope]] = {}
@@ -167,9 +181,16 @@ class _Runner(pykka.ThreadingActor):
         if self._supervision.state is not ActorState.FAILED:
             self._supervision.state = ActorState.STOPPED
 
-    def on_receive(self, message: Envelope | _Event | _Settled) -> None:
+    def on_receive(self, message: Envelope | _Event | _Settled | _Crashed) -> None:
         if isinstance(message, _Settled):
             self._settle(message)
+        elif isinstance(message, _Crashed):
+            # A bug in a deferred handler is a crash like any other, unless the instance
+            # that failed was already replaced.
+            if message.generation == self._generation and self._recover(
+                message.error, message.envelope
+            ):
+                self._build()
         elif isinstance(message, _Event):
             self._mailbox.events_dequeued += 1
             self._notify(message)
@@ -231,14 +252,19 @@ class _Runner(pykka.ThreadingActor):
                 self._build()
             return pack_body(errors.Internal(message=f"{type(exc).__name__} in {self.address}"))
         if isinstance(result, concurrent.futures.Future):
+            generation = self._generation
             if key:
                 # The idempotency cache is this thread's: settle keyed requests here.
                 self._in_flight[key] = [envelope]
-                result.add_done_callback(lambda f: self._ref_tell(_Settled(envelope, f, started)))
+                result.add_done_callback(
+                    lambda f: self._ref_tell(_Settled(envelope, f, started, generation))
+                )
             else:
                 # Nothing to remember: reply from the thread that settled it, one hand-off
                 # less (send_reply is thread-safe).
-                result.add_done_callback(lambda f: self._reply(envelope, self._outcome(f), started))
+                result.add_done_callback(
+                    lambda f: self._reply(envelope, self._outcome(f, envelope, generation), started)
+                )
             return None
         reply = pack_body(result)
         if key and not isinstance(result, errors.Error):
@@ -255,19 +281,19 @@ class _Runner(pykka.ThreadingActor):
             if self._recover(exc, None):
                 self._build()
 
-    def _ref_tell(self, settled: _Settled) -> None:
-        """Hand a settled future back to this mailbox's thread (from any thread)."""
+    def _ref_tell(self, item: _Settled | _Crashed) -> None:
+        """Hand a settled future or a crash back to this mailbox's thread (any thread)."""
         try:
-            self.actor_ref.tell(settled)
+            self.actor_ref.tell(item)
         except pykka.ActorDeadError:
-            self.ctx.log.warning("result after stop dropped", request_id=settled.envelope.id)
+            self.ctx.log.warning("result after stop dropped", request_id=item.envelope.id)
 
     def _settle(self, settled: _Settled) -> None:
         """Reply to a deferred keyed request and to the repeats of its key; remember it."""
         envelope = settled.envelope
         key = envelope.idempotency_key
         future = settled.future
-        reply = self._outcome(future)
+        reply = self._outcome(future, envelope, settled.generation)
         # An error means the request did not take effect (or may not have: Timeout), so
         # a repeat of the key must run again rather than get the error forever.
         ok = not future.cancelled() and future.exception() is None
@@ -276,12 +302,23 @@ class _Runner(pykka.ThreadingActor):
         for waiting in self._in_flight.pop(key, [envelope]):
             self._reply(waiting, reply, settled.started)
 
-    def _outcome(self, future: concurrent.futures.Future[Message]) -> msgspec.Raw:
-        """The encoded reply a settled future stands for (``Internal`` if it raised)."""
+    def _outcome(
+        self, future: concurrent.futures.Future[Message], envelope: Envelope, generation: int
+    ) -> msgspec.Raw:
+        """The encoded reply a settled future stands for.
+
+        A ``RequestError`` (a typed ask that was refused) passes its error on as the
+        reply. Any other exception is ``Internal``, and the actor instance that made the
+        future is restarted (from this mailbox's thread).
+        """
         try:
             return pack_body(future.result())
-        except (Exception, concurrent.futures.CancelledError) as exc:
-            self.ctx.log.error("deferred request failed", exc_info=exc)
+        except RequestError as exc:
+            return pack_body(exc.error)
+        except concurrent.futures.CancelledError:
+            return pack_body(errors.Internal(message=f"cancelled in {self.address}"))
+        except Exception as exc:
+            self._ref_tell(_Crashed(exc, envelope, generation))
             return pack_body(errors.Internal(message=f"{type(exc).__name__} in {self.address}"))
 
     def _build(self) -> None:
@@ -297,6 +334,7 @@ class _Runner(pykka.ThreadingActor):
                     return
                 continue
             self._actor = actor
+            self._generation += 1
             self._supervision.state = ActorState.RUNNING
             self._publish_state()
             return

@@ -90,12 +90,37 @@ def test_a_coroutine_handler_replies_with_the_typed_answer() -> None:
         assert actor.port.asks_of(GetMe) == [GetMe()]
 
 
-def test_an_error_reply_raises_request_error_in_the_asker() -> None:
+def test_a_refused_ask_that_a_handler_does_not_catch_becomes_its_reply() -> None:
     answers = {GetMe: errors.Unauthorized(message="not logged in")}
     with ActorHarness(Asker, answers=answers) as actor:
         reply = actor.ask(demo.Relay(target="session:alice"))
-    # The handler did not catch it: the actor answers Internal naming the exception.
-    assert isinstance(reply, errors.Internal) and "RequestError" in reply.message
+        states = [e.state for e in actor.port.events_of(ActorStateChanged)]
+    assert reply == errors.Unauthorized(message="not logged in")
+    assert "restarting" not in states
+
+
+class Buggy(Actor):
+    """A coroutine handler with a bug of ours; counts requests to show a fresh instance."""
+
+    def on_start(self) -> None:
+        self.count = 0
+
+    @handles(demo.Increment)
+    async def increment(self, body: demo.Increment) -> Message:
+        self.count += body.by
+        if body.by < 0:
+            raise ValueError("negative")
+        return demo.Count(value=self.count)
+
+
+def test_a_bug_in_a_coroutine_handler_answers_internal_and_restarts_the_actor() -> None:
+    with ActorHarness(Buggy, address="buggy") as actor:
+        assert actor.request(demo.Increment(by=2)).value == 2
+        assert actor.ask(demo.Increment(by=-1)) == errors.Internal(message="ValueError in buggy")
+        actor.wait_for(
+            lambda: "running" in [e.state for e in actor.port.events_of(ActorStateChanged)][1:]
+        )
+        assert actor.request(demo.Increment(by=1)).value == 1  # a fresh instance
 
 
 def test_a_reply_of_an_undeclared_type_is_unexpected() -> None:
