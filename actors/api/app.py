@@ -248,7 +248,8 @@ class ApiActor(Actor):
         api = self.settings.api
         self.runner = get_loop_thread().run(_serve(self.app, api.host, api.port), START_TIMEOUT_S)
         self.ctx.subscribe(stored_topic())
-        self.ctx.log.info("api serving", host=api.host, port=api.port)
+        host, port = self.runner.addresses[0][:2]  # the bound port, also when api.port is 0
+        self.ctx.log.info("api serving", host=host, port=port)
 
     def on_stop(self) -> None:
         get_loop_thread().run(self.runner.cleanup(), START_TIMEOUT_S)
