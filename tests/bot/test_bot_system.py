@@ -117,3 +117,19 @@ def test_access_control_allowlist_and_admin_only_status(world: World) -> None:
     world.say("/status", world.admin)
     status = world.wait_reply("readers (1)", world.admin)
     assert "delivery:" in status.text
+
+
+def test_an_edited_command_replaces_its_answer_and_runs_no_side_effect_twice(world: World) -> None:
+    control = world.sandbox.control
+    name = world.channel()
+    command = world.say(f"/add_channel @{name}")
+    world.wait_reply("Watching")
+    control.edit_message(world.user.id, command.id, f"/add_channel @{name} sport")
+    world.wait_reply("when they mention: sport")
+    answers = [m for m in world.chat() if name in m.text]
+    assert len(answers) == 1  # the first answer was edited, not a second one sent
+    assert control.memberships(world.reader_id).count(control.channel(name).id) == 1
+    control.post(name, "weather, no keyword")
+    control.post(name, "sport at last")
+    world.wait_reply("sport at last")
+    assert not [m for m in world.chat() if "weather, no keyword" in m.text]
