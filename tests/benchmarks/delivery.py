@@ -4,7 +4,8 @@ The whole system in real processes against the sandbox (``tests/bot/support.py``
 reader's session actor gets the posts live, the parser stores them, the bot reads the
 store's sequence and sends one copy per (subscriber, post) through its session actor,
 paced by the configured limits (the sandbox enforces the same limits and would answer
-FLOOD_WAIT past them). The limit-imposed maximum is ``min(overall_per_s, M *
+FLOOD_WAIT past them; the bot session's own send limit is set to
+``--overall-per-s``). The limit-imposed maximum is ``min(overall_per_s, M *
 private_per_s)``; the measured rate is the copies over the time from the burst being
 posted to the last copy accepted by the sandbox.
 
@@ -63,7 +64,9 @@ def main() -> None:
             bot_private_per_s=args.private_per_s,
         )
         system = Sessions(Path(tmp), sandbox=sandbox)
-        world = start_world(system, sandbox, lambda user, admin: settings)
+        world = start_world(
+            system, sandbox, lambda user, admin: settings, send_per_s=args.overall_per_s
+        )
         people = [person(sandbox, f"bench{n}") for n in range(subs)]
         channel = world.channel()
         for someone in people:

@@ -65,10 +65,16 @@ def start_world(
     sessions: Sessions,
     sandbox: SandboxThread,
     bot_settings: Callable[[Account, Account], Iterable[str]] = lambda user, admin: (),
+    send_per_s: float = 0.0,
 ) -> World:
     """Start the system; ``bot_settings(user, admin)`` gives TOML lines appended to its
-    config (after ``[parser]``), e.g. a ``[bot]`` section naming them."""
-    bot = sessions.add_bot("newsbot")
+    config (after ``[parser]``), e.g. a ``[bot]`` section naming them. ``send_per_s``
+    raises the bot session's own send limit (30/s, Telegram's) for load tests."""
+    limits = {}
+    if send_per_s:
+        rate = f"{{ rate_per_s = {send_per_s}, burst = {int(send_per_s)} }}"
+        limits["limits"] = f"{{ send = {rate} }}"
+    bot = sessions.add_bot("newsbot", **limits)
     phone, reader = sessions.add_user("reader")
     user, admin, stranger = (person(sandbox, n) for n in ("ann", "adm", "eve"))
     sessions.accounts["zz_app"] = "\n".join(

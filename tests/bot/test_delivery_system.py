@@ -60,7 +60,7 @@ def test_kill_9_during_a_burst_delivers_every_post_to_every_subscriber_exactly_o
 ) -> None:
     control = sandbox.control
     control.set_limits(bot_per_s=800, bot_burst=800, bot_private_per_s=80, bot_private_burst=80)
-    world = start_world(sessions, sandbox, fast_limits)
+    world = start_world(sessions, sandbox, fast_limits, send_per_s=400)
     people = [person(sandbox, f"sub{n}") for n in range(SUBSCRIBERS)]
     channel = world.channel()
     subscribe(world, people, channel)
