@@ -54,7 +54,7 @@ def fast_limits(user: Account, admin: Account) -> list[str]:
 POSTS, SUBSCRIBERS = 500, 20
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(600)
 def test_kill_9_during_a_burst_delivers_every_post_to_every_subscriber_exactly_once(
     sessions: Sessions, sandbox: SandboxThread
 ) -> None:
