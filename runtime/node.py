@@ -94,6 +94,8 @@ _DEADLINE = struct.Struct("<d")
 _DEADLINES_SLACK = 4096
 # Request ids travel in the pipe with a one-byte length.
 MAX_REQUEST_ID = 128
+# Send times kept for acknowledgements beyond this many are pruned (broker away).
+_SENT_KEPT = 64
 # Bound on a send from another thread to the I/O thread (its pipe holds 1000 frames).
 _PIPE_SEND_TIMEOUT_MS = 2000
 # What the broker socket's monitor reports, and what each says about an unreachable broker.
@@ -388,7 +390,11 @@ class Node:
     def _next_seq(self) -> int:
         """A sequence number for a packet the broker acknowledges; its send time is kept."""
         seq = next(self._seq)
-        self._sent_at[seq] = time.monotonic()
+        now = self._sent_at[seq] = time.monotonic()
+        if len(self._sent_at) > _SENT_KEPT:
+            # The broker is away: an ack of a packet older than a lease would renew nothing.
+            for old in [s for s, sent in self._sent_at.items() if sent < now - self._lease_s]:
+                del self._sent_at[old]
         return seq
 
     def _on_disconnect(self) -> None:
