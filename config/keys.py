@@ -16,6 +16,8 @@ __all__ = ["ENDPOINT_FORMS", "check_endpoint", "check_string_session", "rsa_publ
 ENDPOINT_FORMS = "tcp://HOST:PORT, ipc://PATH or inproc://NAME"
 # HOST is a name, an IPv4 address, [IPv6], or * (every interface); PORT is a number or *.
 _TCP = re.compile(r"^tcp://(?P<host>\*|\[[0-9A-Fa-f:.]+\]|[^:/\s\[\]]+):(?P<port>\*|\d{1,5})$")
+# A Unix socket's path: sun_path holds 108 bytes, the terminating NUL included.
+_IPC_PATH_MAX = 107
 _OTHER = re.compile(r"^(ipc|inproc)://\S+$")
 
 
@@ -65,3 +67,9 @@ def check_endpoint(endpoint: str) -> None:
         raise ValueError(f"port {port} is out of range 1-65535")
     if _OTHER.match(endpoint) is None:
         raise ValueError(f"{endpoint!r} is not a ZeroMQ endpoint (expected {ENDPOINT_FORMS})")
+    path = endpoint.removeprefix("ipc://")
+    if path != endpoint and len(path.encode()) > _IPC_PATH_MAX:
+        raise ValueError(
+            f"ipc path {path!r} is longer than {_IPC_PATH_MAX} bytes, more than a Unix socket "
+            "takes (use a shorter data_dir or set the endpoint)"
+        )

@@ -24,7 +24,7 @@ import msgspec.inspect as mi
 
 from config.errors import ConfigError, Problem
 from config.secrets import Secret, dec_hook, describe_value, redact_text, reveal_enc_hook
-from config.settings import AccountSettings, Settings, iter_problems
+from config.settings import AccountSettings, Settings, iter_problems, with_local_endpoints
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
@@ -140,6 +140,7 @@ def _convert(
         problem = Problem(_source_of((), sources), "", redact_text(str(exc)))
         raise ConfigError([problem]) from None
     if isinstance(result, Settings):
+        result = with_local_endpoints(result)
         for dotted, message in iter_problems(result):
             key = tuple(dotted.split("."))
             problems.append(Problem(_source_of(key, sources), dotted, message))

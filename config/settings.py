@@ -8,6 +8,7 @@ one value live in `iter_problems`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -18,7 +19,9 @@ from config.secrets import Secret, enc_hook, reveal_enc_hook
 
 __all__ = [
     "ACCOUNT_NAME_PATTERN",
+    "ENDPOINT_FIELDS",
     "LOG_LEVELS",
+    "SOCKET_DIR",
     "AccountSettings",
     "ApiSettings",
     "BotSettings",
@@ -35,11 +38,16 @@ __all__ = [
     "TelegramSettings",
     "dump_settings",
     "iter_problems",
+    "with_local_endpoints",
 ]
 
 ACCOUNT_NAME_PATTERN = r"^[a-z0-9_-]+$"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 METHOD_CLASSES = ("resolve", "join", "send", "history", "dialogs", "other")
+# The settings that name the broker's endpoints, in the order it binds them.
+ENDPOINT_FIELDS = ("broker_endpoint", "events_in_endpoint", "events_out_endpoint")
+# In data_dir: the default (ipc) endpoints' sockets.
+SOCKET_DIR = "sockets"
 # ZeroMQ CURVE keys in their printable (Z85) form are always 40 characters.
 _Z85_KEY_LENGTH = 40
 
@@ -59,13 +67,14 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
 class RuntimeSettings(_Section):
     """ZeroMQ endpoints and limits of the broker, nodes and actors."""
 
-    # Loopback by default: the one-process system is reachable by `run.py status` and
-    # clients on this host only. Nodes in the broker's own process use inproc anyway.
-    broker_endpoint: str = "tcp://127.0.0.1:7750"
+    # Empty (the default): an ipc socket in <data_dir>/sockets, reachable by this Unix user
+    # only (see `with_local_endpoints`); a multi-host deployment sets tcp://HOST:PORT.
+    # Nodes in the broker's own process use inproc anyway.
+    broker_endpoint: str = ""
     # Publishers connect here; the broker's XSUB socket binds it.
-    events_in_endpoint: str = "tcp://127.0.0.1:7751"
+    events_in_endpoint: str = ""
     # Subscribers connect here; the broker's XPUB socket binds it.
-    events_out_endpoint: str = "tcp://127.0.0.1:7752"
+    events_out_endpoint: str = ""
     max_frame_bytes: PositiveInt = 1_048_576
     heartbeat_interval_s: PositiveFloat = 1.0
     heartbeat_liveness: PositiveInt = 3
@@ -267,6 +276,24 @@ class Settings(_Section):
         )
 
 
+def with_local_endpoints(settings: Settings) -> Settings:
+    """``settings`` with every empty endpoint set to its ipc socket in the data dir.
+
+    The sockets live in ``<data_dir>/sockets`` (absolute, so every process that shares the
+    data dir finds them); the broker makes that directory 0700 and each socket 0600.
+    """
+    rt = settings.runtime
+    directory = os.path.join(os.path.abspath(settings.data_dir), SOCKET_DIR)
+    local = {
+        field: f"ipc://{directory}/{name}.sock"
+        for field, name in zip(ENDPOINT_FIELDS, ("broker", "events-in", "events-out"), strict=True)
+        if not getattr(rt, field)
+    }
+    if not local:
+        return settings
+    return msgspec.structs.replace(settings, runtime=msgspec.structs.replace(rt, **local))
+
+
 def dump_settings(settings: Settings, *, reveal: bool = False) -> dict[str, Any]:
     """Return ``settings`` as plain builtins; secrets are ``"***"`` unless ``reveal``."""
     hook = reveal_enc_hook if reveal else enc_hook
@@ -290,7 +317,7 @@ def iter_problems(settings: Settings) -> Iterator[tuple[str, str]]:
         )
     if not settings.data_dir:
         yield "data_dir", "must not be empty"
-    for field in ("broker_endpoint", "events_in_endpoint", "events_out_endpoint"):
+    for field in ENDPOINT_FIELDS:
         try:
             check_endpoint(getattr(settings.runtime, field))
         except ValueError as exc:
@@ -319,7 +346,6 @@ def _parser_problems(settings: Settings) -> Iterator[tuple[str, str]]:
             "parser.reconcile_s",
             "must lie between parser.reconcile_min_s and parser.reconcile_max_s",
         )
-
 
     bot = settings.bot
     if bot.mode == "admins" and not bot.admins:

@@ -72,7 +72,7 @@ from protocols.codec import (
 )
 from protocols.envelope import Envelope
 from protocols.errors import Owner
-from runtime import curve
+from runtime import curve, ipc
 from runtime.logging import LogThrottle
 
 log = structlog.get_logger("broker")
@@ -211,7 +211,7 @@ class Broker:
         router.setsockopt(zmq.MAXMSGSIZE, 4 * self.options.max_frame_bytes)
         curve.serve(router, self.options.curve_secret_key)
         for endpoint in self.options.endpoints:
-            router.bind(endpoint)
+            ipc.bind(router, endpoint)
         self._router = router
         control = self._zmq.socket(zmq.PAIR)
         control.bind(self._control_endpoint)
@@ -220,9 +220,9 @@ class Broker:
         curve.serve(xsub, self.options.curve_secret_key)
         curve.serve(xpub, self.options.curve_secret_key)
         for endpoint in self.options.events_in:
-            xsub.bind(endpoint)
+            ipc.bind(xsub, endpoint)
         for endpoint in self.options.events_out:
-            xpub.bind(endpoint)
+            ipc.bind(xpub, endpoint)
         proxy_endpoint = f"inproc://switchboard-broker-proxy-{id(self):x}"
         proxy_control = self._zmq.socket(zmq.PAIR)
         proxy_control.bind(proxy_endpoint)

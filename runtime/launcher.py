@@ -19,6 +19,7 @@ import structlog
 import zmq
 
 from config import Secret, Settings
+from config.settings import ENDPOINT_FIELDS
 from protocols.broker import GetStatus, Status
 from runtime import curve
 from runtime.actor import ActorFactory
@@ -173,10 +174,6 @@ def wait_for_signal() -> None:
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
-# The settings that move each endpoint the broker binds, in the order it binds them.
-_ENDPOINT_SETTINGS = ("broker_endpoint", "events_in_endpoint", "events_out_endpoint")
-
-
 def start_broker(settings: Settings, *, local: bool = False) -> Broker:
     """A started broker.
 
@@ -211,8 +208,8 @@ def _endpoint_error(settings: Settings, exc: zmq.ZMQError) -> EndpointError:
     """The EndpointError for a failed bind; pyzmq's message ends with the endpoint's repr."""
     message = str(exc)
     field = next(
-        (f for f in _ENDPOINT_SETTINGS if f"addr={getattr(settings.runtime, f)!r}" in message),
-        _ENDPOINT_SETTINGS[0],
+        (f for f in ENDPOINT_FIELDS if f"addr={getattr(settings.runtime, f)!r}" in message),
+        ENDPOINT_FIELDS[0],
     )
     endpoint = getattr(settings.runtime, field)
     reason = message.split(" (addr=")[0]

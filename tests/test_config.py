@@ -22,6 +22,7 @@ from config import (
     load_settings,
     reveal_enc_hook,
 )
+from config.settings import with_local_endpoints
 
 BOT_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawq"
 SERVER_KEY = rsa.generate_private_key(65537, 2048)
@@ -66,9 +67,13 @@ def load_error(path: Path | None = None, env: dict[str, str] | None = None) -> s
 
 def test_defaults_without_file() -> None:
     settings = load_settings(None, {})
-    assert settings == Settings()
+    assert settings == with_local_endpoints(Settings())
     assert settings.runtime.max_frame_bytes == 1_048_576
-    assert settings.runtime.events_in_endpoint == "tcp://127.0.0.1:7751"
+    # One host by default: ipc sockets in the data dir, reachable by this user only.
+    sockets = Path("data", "sockets").absolute()
+    assert settings.runtime.broker_endpoint == f"ipc://{sockets}/broker.sock"
+    assert settings.runtime.events_in_endpoint == f"ipc://{sockets}/events-in.sock"
+    assert settings.runtime.events_out_endpoint == f"ipc://{sockets}/events-out.sock"
     assert settings.supervision.max_restarts == 5
     assert settings.api.host == "127.0.0.1"
     assert settings.accounts == {}

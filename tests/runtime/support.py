@@ -89,20 +89,29 @@ class System:
     tmp: Path
     overrides: dict[str, str] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
+    # The default endpoints (ipc sockets in the data dir) instead of free tcp ports.
+    local: bool = False
 
     def __post_init__(self) -> None:
-        self.broker = f"tcp://127.0.0.1:{free_port()}"
-        self.events_in = f"tcp://127.0.0.1:{free_port()}"
-        self.events_out = f"tcp://127.0.0.1:{free_port()}"
+        if self.local:
+            sockets = self.tmp / "data" / "sockets"
+            self.broker = f"ipc://{sockets}/broker.sock"
+            self.events_in = f"ipc://{sockets}/events-in.sock"
+            self.events_out = f"ipc://{sockets}/events-out.sock"
+        else:
+            self.broker = f"tcp://127.0.0.1:{free_port()}"
+            self.events_in = f"tcp://127.0.0.1:{free_port()}"
+            self.events_out = f"tcp://127.0.0.1:{free_port()}"
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD__")}
+        if not self.local:
+            env["SWITCHBOARD__RUNTIME__BROKER_ENDPOINT"] = self.broker
+            env["SWITCHBOARD__RUNTIME__EVENTS_IN_ENDPOINT"] = self.events_in
+            env["SWITCHBOARD__RUNTIME__EVENTS_OUT_ENDPOINT"] = self.events_out
         env.update(
             {
                 "PYTHONPATH": str(REPO),
-                "SWITCHBOARD__RUNTIME__BROKER_ENDPOINT": self.broker,
-                "SWITCHBOARD__RUNTIME__EVENTS_IN_ENDPOINT": self.events_in,
-                "SWITCHBOARD__RUNTIME__EVENTS_OUT_ENDPOINT": self.events_out,
                 "SWITCHBOARD__RUNTIME__HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S),
                 "SWITCHBOARD__RUNTIME__HEARTBEAT_LIVENESS": str(LIVENESS),
                 "SWITCHBOARD__LOG__FORMAT": "json",

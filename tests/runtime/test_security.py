@@ -1,0 +1,81 @@
+"""Security of the runtime with real processes: who may reach the broker at all."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from protocols import demo
+from runtime.client import Client
+from tests.runtime.conftest import start_node
+from tests.runtime.support import System
+
+# Run as another Unix user: the system's own Python (the test's may live under /root).
+_AS_NOBODY = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"]
+_CONNECT = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.connect(sys.argv[1])
+except OSError as exc:
+    print(type(exc).__name__)
+else:
+    print("connected")
+"""
+
+
+@pytest.fixture
+def local_system() -> Iterator[System]:
+    """A system on the default endpoints, in a directory every user may traverse (so
+    that only the data dir's own permissions keep others out)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run a client as another user")
+    tmp = Path(tempfile.mkdtemp(prefix="sb-sec-", dir="/tmp"))
+    tmp.chmod(0o755)
+    system = System(tmp, local=True)
+    yield system
+    system.stop_all()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _connect_as_nobody(path: str) -> str:
+    done = subprocess.run(
+        [*_AS_NOBODY, "/usr/bin/python3", "-c", _CONNECT, path],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_default_endpoints_admit_only_this_user(local_system: System) -> None:
+    system = local_system
+    system.run_broker()
+    start_node(system, "n1")
+    # This user: nodes, clients and the operator commands all find the default endpoints.
+    with Client(system.broker) as client:
+        assert client.request("echo", demo.Echo(text="hi"), timeout=10) == demo.Echoed(text="hi")
+    assert system.owner_of("echo") == "n1"
+
+    sockets = system.tmp / "data" / "sockets"
+    assert stat.S_IMODE(sockets.stat().st_mode) == 0o700
+    paths = [e.removeprefix("ipc://") for e in (system.broker, system.events_in, system.events_out)]
+    for path in paths:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.connect(path)  # the owner gets through
+        assert _connect_as_nobody(path) == "PermissionError"
+    # Each layer holds on its own: with the directory opened up, the sockets' modes still
+    # keep another user out.
+    sockets.chmod(0o711)
+    for path in paths:
+        assert _connect_as_nobody(path) == "PermissionError"
