@@ -113,13 +113,14 @@ def test_ctrl_c_during_start_up(system: System) -> None:
     assert one_error_line(node.log_text()) == "error: interrupted"
 
 
-def test_second_demo_on_the_same_data_dir_exits_at_once_naming_the_first(
+def test_second_whole_system_on_the_same_data_dir_exits_at_once_naming_the_first(
     system: System,
 ) -> None:
-    first = system.run(name="first")
-    wait_until(lambda: first.has_logged("running; Ctrl-C to stop"), 60, "the demo to run")
+    # `--accounts ""`: the whole system without the demo (which has its own sandbox lock).
+    first = system.run("--accounts", "", name="first")
+    wait_until(lambda: first.has_logged("running; Ctrl-C to stop"), 60, "the system to run")
     other = System(system.tmp)  # other endpoints, the same working and data directory
-    done = other.command(timeout=120)
+    done = other.command("--accounts", "", timeout=60)
     assert done.returncode == HELD
     line = one_error_line(done.stderr)
     assert line.startswith("error: another run.py runs the whole system on data (pid ")
