@@ -75,6 +75,7 @@ from runtime.errors import (
     BrokerUnreachableError,
     DataDirInUseError,
     EndpointError,
+    ExposedSecretError,
     RequestError,
     UsageError,
 )
@@ -90,6 +91,7 @@ from runtime.launcher import (
 from runtime.locks import SessionFileLock, SessionLockedError
 from runtime.logging import configure_logging
 from runtime.node import Node
+from runtime.private import private_dirs, secure_at_rest
 from sandbox.demo import demo_settings, start_demo
 
 log = structlog.get_logger("run")
@@ -133,7 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         "curve-keys": _curve_keys,
     }
     try:
+        if args.command != "curve-keys":
+            secure_at_rest(settings)
         return commands[args.command](settings, args)
+    except ExposedSecretError as exc:
+        return _fail(exc, 2)
     except (AddressTakenError, SessionLockedError, DataDirInUseError) as exc:
         return _fail(exc, 3)
     except EndpointError as exc:
@@ -402,7 +408,7 @@ def _lock_data_dir(settings: Settings) -> SessionFileLock:
     locks keep them apart. Raises DataDirInUseError naming the running one's pid.
     """
     directory = Path(settings.data_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dirs(directory)
     lock = SessionFileLock(directory / "switchboard")
     try:
         lock.acquire()

@@ -118,3 +118,8 @@ class BrokerUnreachableError(Exception):
 NO_BROKER_ADVICE = (
     "start it first (run.py --role broker) or point runtime.broker_endpoint at the running one"
 )
+
+
+class ExposedSecretError(Exception):
+    """A file or directory that holds secrets is open to other users and cannot be
+    tightened (another user owns it); the message names the path and what to do."""

@@ -15,13 +15,15 @@ from pathlib import Path
 
 import zmq
 
+from runtime.private import private_dirs
+
 PREFIX = "ipc://"
 
 
 def bind(sock: zmq.Socket, endpoint: str) -> None:
     """Bind ``sock`` to ``endpoint``; an ipc one in a 0700 directory, its socket 0600.
 
-    A missing directory is created 0700. Raises zmq.ZMQError if the bind fails (EADDRINUSE
+    Missing directories are created 0700. Raises zmq.ZMQError if the bind fails (EADDRINUSE
     when a live process listens there: ZeroMQ would silently take the path over), OSError
     if the directory cannot be created.
     """
@@ -29,7 +31,7 @@ def bind(sock: zmq.Socket, endpoint: str) -> None:
         sock.bind(endpoint)
         return
     path = Path(endpoint.removeprefix(PREFIX))
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dirs(path.parent)
     if _listening(path):
         message = f"{os.strerror(errno.EADDRINUSE)} (addr={endpoint!r})"
         raise zmq.ZMQError(errno.EADDRINUSE, message)

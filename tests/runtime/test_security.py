@@ -79,3 +79,42 @@ def test_default_endpoints_admit_only_this_user(local_system: System) -> None:
     sockets.chmod(0o711)
     for path in paths:
         assert _connect_as_nobody(path) == "PermissionError"
+
+
+def test_secrets_at_rest_are_tightened_at_start_or_refused(system: System) -> None:
+    data = system.tmp / "data"
+    sessions = data / "sessions"
+    sessions.mkdir(parents=True)
+    data.chmod(0o755)
+    sessions.chmod(0o755)
+    stored = sessions / "a.session"
+    configured = system.tmp / "elsewhere.session"
+    for path in (stored, configured):
+        path.write_bytes(b"not really a session")
+        path.chmod(0o644)
+    api_hash = "0123456789abcdef0123456789abcdef"
+    system.overrides.update(
+        {
+            "SWITCHBOARD__TELEGRAM__API_ID": "1",
+            "SWITCHBOARD__TELEGRAM__API_HASH": api_hash,
+            "SWITCHBOARD__ACCOUNTS__B__SESSION_FILE": str(configured),
+        }
+    )
+    broker = system.run_broker()
+    for path, mode in ((data, 0o700), (sessions, 0o700), (stored, 0o600), (configured, 0o600)):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
+    tightened = {
+        e["path"] for e in broker.log_events() if e.get("event") == "permissions tightened"
+    }
+    assert tightened == {str(data), str(sessions), str(stored), str(configured)}
+    assert api_hash not in broker.log_text()
+    broker.stop()
+
+    # A loose file another user owns is not ours to take over: refused, named, exit 2.
+    stored.chmod(0o644)
+    os.chown(stored, 65534, 65534)
+    done = system.command("status", "--timeout", "1")
+    assert done.returncode == 2, done.stderr
+    assert f"error: {stored} holds secrets and is open to other users" in done.stderr
+    assert "uid 65534" in done.stderr
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o644
