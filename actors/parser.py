@@ -607,6 +607,13 @@ class ParserActor(Actor):
             # (channelDifferenceTooLong, withheld updates). Fetch from below the hole.
             watch.resync_from = last if watch.resync_from < 0 else min(watch.resync_from, last)
             watch.next_check = time.monotonic()
+        if live and watch.resync_from >= 0:
+            # Below these posts is a hole (a failed write, or one Telegram left): writing
+            # them now would move the store's last_message_id past it, and a parser
+            # restarted before the catch-up would never look there. The catch-up, due at
+            # once, fetches the hole and these posts together, in order.
+            watch.next_check = min(watch.next_check, time.monotonic())
+            return 0
         inserted = 0
         for start in range(0, len(posts), st.MAX_BATCH):
             chunk = posts[start : start + st.MAX_BATCH]

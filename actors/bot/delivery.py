@@ -148,7 +148,7 @@ class Delivery:
     # -- reading the store --------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        cursor = await self._store(st.GetCursor(name=self._cursor_name))
+        cursor = await self._saved_cursor()
         self._read_seq = self._saved = self.counts.cursor = cursor.seq
         while True:
             try:
@@ -160,6 +160,18 @@ class Delivery:
                 continue
             self._wake.clear()
             await _wait(self._wake, self.settings.poll_interval_s)
+
+    async def _saved_cursor(self) -> st.Cursor:
+        """The cursor saved in the store; asked again each poll interval until the store
+        answers (it may be restarting when this actor starts)."""
+        while True:
+            try:
+                return await self._store(st.GetCursor(name=self._cursor_name))
+            except RequestError as exc:
+                log.warning(
+                    "reading the cursor failed", account=self.account, error=repr(exc.error)
+                )
+                await asyncio.sleep(self.settings.poll_interval_s)
 
     async def _read_page(self) -> bool:
         """Plan the jobs of the next page of posts; True if there may be more at once."""
