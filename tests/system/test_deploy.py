@@ -93,7 +93,7 @@ def test_supervisor_and_systemd_name_the_same_commands_that_run_py_accepts() -> 
     for role, argv in programs.items():
         assert conf[f"program:{role}"]["autorestart"] == "true"
         assert argv[1] == "run.py" and argv[argv.index("--config") + 1] == CONFIG
-        args = run._parser().parse_args(run._with_default_command(argv[2:]))
+        args = run._parser().parse_args(run._with_default_command(argv[2:]))  # noqa: SLF001
         assert args.command == "run" and args.role == ("node" if role == "sessions" else role)
     # The example settings load, and only the sessions process hosts session actors.
     settings = load_settings(DEPLOY / "switchboard.toml")
