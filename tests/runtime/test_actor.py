@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
+import threading
 
 import pytest
 
@@ -275,3 +277,35 @@ def test_a_future_returned_by_a_handler_is_a_deferred_reply() -> None:
         assert request_id not in actor.port.replies
         pending.set_result(demo.Echoed(text="settled"))
         assert actor.reply(request_id) == demo.Echoed(text="settled")
+
+
+class Backlogged(Actor):
+    """Holds its first message until ``gate`` is set; records the backlog each message
+    saw and each call of ``on_idle`` in ``seen``."""
+
+    def __init__(self, ctx: ActorContext, gate: threading.Event, seen: list[str]) -> None:
+        super().__init__(ctx)
+        self.gate = gate
+        self.seen = seen
+
+    def on_idle(self) -> None:
+        self.seen.append(f"idle with {self.ctx.backlog} waiting")
+
+    @handles(demo.Echo)
+    def echo(self, body: demo.Echo) -> Message:
+        self.gate.wait(5)
+        self.seen.append(f"{body.text} with {self.ctx.backlog} waiting")
+        return demo.Echoed(text=body.text)
+
+
+def test_backlog_counts_what_waits_and_on_idle_runs_when_nothing_does() -> None:
+    gate = threading.Event()
+    seen: list[str] = []
+    with ActorHarness(functools.partial(Backlogged, gate=gate, seen=seen)) as actor:
+        ids = [actor.send(demo.Echo(text=str(n))) for n in range(4)]
+        gate.set()
+        for request_id in ids:
+            actor.reply(request_id)
+        actor.wait_for(lambda: seen and "idle" in seen[-1])
+    waited = [f"{n} with {3 - n} waiting" for n in range(4)]
+    assert seen == [*waited, "idle with 0 waiting"]
