@@ -264,18 +264,14 @@ class Store:
         return _channel(row)
 
     def list_channels(self, req: p.ListChannels) -> p.Channels:
-        reader = _name(req.reader, "reader", required=False)
-        where = ["c.state != 'removed'"]
-        args: list[Any] = []
-        if req.state:
-            where = ["c.state = ?"]
-            args.append(_choice(req.state, "state", CHANNEL_STATES))
-        if reader:
-            where.append("c.reader = ?")
-            args.append(reader)
-        rows = self._conn.execute(
-            f"{_CHANNEL_SELECT} WHERE {' AND '.join(where)} ORDER BY c.id", args
+        where, args = _where(
+            {
+                "c.state": req.state and _choice(req.state, "state", CHANNEL_STATES),
+                "c.reader": req.reader and _name(req.reader, "reader"),
+            },
+            () if req.state else ("c.state != 'removed'",),
         )
+        rows = self._conn.execute(f"{_CHANNEL_SELECT} WHERE {where} ORDER BY c.id", args)
         return p.Channels(channels=[_channel(row) for row in rows])
 
     def record_check(self, req: p.RecordCheck) -> p.Channel:
@@ -335,16 +331,15 @@ class Store:
         return p.Unsubscribed(removed=done.rowcount > 0)
 
     def list_subscriptions(self, req: p.ListSubscriptions) -> p.Subscriptions:
-        where, args = ["1"], []
-        if req.subscriber:
-            where.append("subscriber = ?")
-            args.append(_name(req.subscriber, "subscriber"))
-        if req.channel_id:
-            where.append("channel_id = ?")
-            args.append(_channel_id(req.channel_id))
+        where, args = _where(
+            {
+                "subscriber": req.subscriber and _name(req.subscriber, "subscriber"),
+                "channel_id": req.channel_id and _channel_id(req.channel_id),
+            }
+        )
         rows = self._conn.execute(
             "SELECT subscriber, channel_id, keywords, created_at FROM subscriptions"
-            f" WHERE {' AND '.join(where)} ORDER BY subscriber, channel_id",
+            f" WHERE {where} ORDER BY subscriber, channel_id",
             args,
         )
         return p.Subscriptions(
@@ -357,10 +352,7 @@ class Store:
     # -- posts ----------------------------------------------------------------------
 
     def put_posts(self, req: p.PutPosts) -> p.PostsPut:
-        _channel_id(req.channel_id)
-        _count(req.posts, "posts", p.MAX_BATCH)
-        for post in req.posts:
-            _check_post(post)
+        _check_batch(req.channel_id, req.posts, "posts", _check_post)
         with self.atomic():
             last_message_id = self._last_message_id(req.channel_id)
             seq = self._last_seq()
@@ -440,10 +432,7 @@ class Store:
         self._unindexed.clear()
 
     def delete_posts(self, req: p.DeletePosts) -> p.PostsPut:
-        _channel_id(req.channel_id)
-        _count(req.message_ids, "message_ids", p.MAX_BATCH)
-        for message_id in req.message_ids:
-            _message_id(message_id)
+        _check_batch(req.channel_id, req.message_ids, "message_ids", _message_id)
         with self.atomic():
             last_message_id = self._last_message_id(req.channel_id)
             seq = self._last_seq()
@@ -565,23 +554,19 @@ class Store:
         return p.DeliveryRecorded(delivery=saved, created=old is None)
 
     def get_deliveries(self, req: p.GetDeliveries) -> p.Deliveries:
-        where, args = ["seq > ?"], [_non_negative(req.after_seq, "after_seq")]
-        if req.subscriber:
-            where.append("subscriber = ?")
-            args.append(_name(req.subscriber, "subscriber"))
-        if req.channel_id:
-            where.append("channel_id = ?")
-            args.append(_channel_id(req.channel_id))
-        if req.message_id:
-            where.append("message_id = ?")
-            args.append(_message_id(req.message_id))
-        if req.status:
-            where.append("status = ?")
-            args.append(_choice(req.status, "status", DELIVERY_STATES))
+        after = _non_negative(req.after_seq, "after_seq")
+        where, args = _where(
+            {
+                "subscriber": req.subscriber and _name(req.subscriber, "subscriber"),
+                "channel_id": req.channel_id and _channel_id(req.channel_id),
+                "message_id": req.message_id and _message_id(req.message_id),
+                "status": req.status and _choice(req.status, "status", DELIVERY_STATES),
+            }
+        )
         rows = self._conn.execute(
-            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE {' AND '.join(where)}"
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE {where} AND seq > ?"
             " ORDER BY seq, subscriber, channel_id, message_id LIMIT ?",
-            (*args, _limit(req.limit)),
+            (*args, after, _limit(req.limit)),
         )
         return p.Deliveries(deliveries=[_delivery(row) for row in rows])
 
@@ -672,6 +657,13 @@ class Store:
                 return p.Posts(posts=posts, last_seq=self._last_seq(), more=True)
             posts.append(post)
         return p.Posts(posts=posts, last_seq=self._last_seq())
+
+
+def _where(equal: dict[str, Any], also: Iterable[str] = ()) -> tuple[str, list[Any]]:
+    """A WHERE condition: ``column = ?`` for each column whose value is set (truthy),
+    and the conditions ``also``; ``1`` when there are none. Returns it and its arguments."""
+    conditions = [f"{column} = ?" for column, value in equal.items() if value]
+    return " AND ".join([*conditions, *also]) or "1", [v for v in equal.values() if v]
 
 
 # -- rows to Structs ----------------------------------------------------------------------
@@ -782,6 +774,16 @@ def _limit(value: object) -> int:
 def _count(items: list[Any], what: str, most: int) -> None:
     if len(items) > most:
         raise Invalid(f"{what} has {len(items)} items, at most {most} are allowed")
+
+
+def _check_batch(
+    channel_id: object, items: list[Any], what: str, check: Callable[[Any], object]
+) -> None:
+    """A write of up to ``MAX_BATCH`` items of one channel, each passing ``check``."""
+    _channel_id(channel_id)
+    _count(items, what, p.MAX_BATCH)
+    for item in items:
+        check(item)
 
 
 def _text(value: object, what: str, most: int) -> str:
