@@ -274,6 +274,20 @@ def test_the_deployed_layout_adds_a_channel_and_survives_kill_9_of_each_role(
         assert sorted(set(live) - set(delivered)) == []  # nothing lost
         assert set(delivered) <= set(posted)
         assert len(delivered) == len(set(delivered))  # nothing twice
+
+        # An account added to the settings is hosted by processes started for it alone.
+        running = {role: supervised.procs[role].pid for role in ROLES}
+        more = sessions.add_bot("morebot")
+        for role, node in (("node", "sessions-more"), ("bot", "bot-more")):
+            supervised.commands[node] = [
+                "--role", role, "--node-id", node, "--accounts", "morebot", "--config", str(config)
+            ]  # fmt: skip
+            proc = supervised.start(node)
+            wait_until(lambda p=proc: p.has_logged("hosting address"), 30, f"{node} to host")
+        sessions.wait_state(client, "morebot", "authorized")
+        control.send_message(person.id, more.id, "/start")
+        wait_until(lambda: _bot_messages(control, person.id, more.id), 60, "morebot's answer")
+        assert {role: supervised.procs[role].pid for role in ROLES} == running
     assert all(supervised.starts[r] >= 2 for r in ROLES)
 
 
