@@ -34,6 +34,7 @@ import contextlib
 import getpass
 import json
 import os
+import re
 import sys
 import textwrap
 import threading
@@ -50,6 +51,7 @@ from actors.demo import Demo, ErrorCounter
 from actors.qr import to_terminal
 from actors.session import open_session_file, session_address, session_path
 from config import ConfigError, Settings, accounts_toml, load_settings
+from config.settings import ACCOUNT_NAME_PATTERN
 from protocols.base import Request
 from protocols.broker import GetStatus, Status
 from protocols.codec import BODY_TYPES, FrameError, body_from_json, body_to_json
@@ -86,6 +88,7 @@ from runtime.launcher import (
     reach,
     start_broker,
     start_node,
+    use_curve_identity,
     wait_for_signal,
 )
 from runtime.locks import SessionFileLock, SessionLockedError
@@ -136,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         if args.command != "curve-keys":
-            secure_at_rest(settings)
+            secure_at_rest(settings, [k for k in [settings.runtime.curve_key_file] if k])
+            use_curve_identity(settings)
         return commands[args.command](settings, args)
     except ExposedSecretError as exc:
         return _fail(exc, 2)
@@ -247,7 +251,15 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("account")
     imp.add_argument("--force", action="store_true", help="replace an existing session file")
 
-    command("curve-keys", "print a new CURVE key pair for encrypting links between hosts")
+    keys = command(
+        "curve-keys",
+        "print a new CURVE key pair for the broker; with --name, write a peer's key pair",
+    )
+    keys.add_argument(
+        "--name",
+        help="write <data_dir>/keys/NAME.key and NAME.key_secret (0600): this host's own "
+        "pair, as zmq.auth loads it, for the broker to admit as peer NAME",
+    )
     return parser
 
 
@@ -629,7 +641,10 @@ def _import_session(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _curve_keys(settings: Settings, args: argparse.Namespace) -> int:
-    """Print a new key pair as two switchboard.toml blocks, one per kind of host."""
+    """Print a new key pair as two switchboard.toml blocks, one per kind of host; with
+    ``--name``, write this host's own pair and print what each side configures."""
+    if args.name is not None:
+        return _peer_keys(settings, args.name)
     public, secret = curve.new_key_pair()
     # Z85 has neither quotes nor backslashes: a TOML basic string holds a key as it is.
     print(
@@ -638,6 +653,25 @@ def _curve_keys(settings: Settings, args: argparse.Namespace) -> int:
         f'[runtime]\ncurve_secret_key = "{secret}"\n\n'
         "# switchboard.toml on every other host (nodes, clients, run.py status there)\n"
         f'[runtime]\ncurve_server_key = "{public}"'
+    )
+    return 0
+
+
+def _peer_keys(settings: Settings, name: str) -> int:
+    if not re.fullmatch(ACCOUNT_NAME_PATTERN, name):
+        raise UsageError(f"--name {name!r}: use lowercase letters, digits, _ and - only")
+    try:
+        public_file, secret_file = curve.write_key_pair(Path(settings.data_dir) / "keys", name)
+    except FileExistsError as exc:
+        raise UsageError(str(exc)) from None
+    public, _ = curve.load_key_pair(secret_file)
+    print(
+        f"wrote {public_file} and {secret_file} (mode 0600)\n\n"
+        "# switchboard.toml on this host (and the broker's public key, curve_server_key)\n"
+        f'[runtime]\ncurve_key_file = "{secret_file.absolute()}"\n\n'
+        "# switchboard.toml on the broker's host (or copy the .key file into its\n"
+        "# runtime.curve_clients_dir); names: what it may speak as\n"
+        f'[peers.{name}]\npublic_key = "{public}"\nnames = ["{name}", "{name}:*"]'
     )
     return 0
 

@@ -28,6 +28,7 @@ __all__ = [
     "DeliverySettings",
     "LogSettings",
     "ParserSettings",
+    "PeerSettings",
     "RateLimitSettings",
     "RuntimeSettings",
     "ServerSettings",
@@ -84,6 +85,22 @@ class RuntimeSettings(_Section):
     # secret key, both in Z85 form.
     curve_server_key: Secret | None = None
     curve_secret_key: Secret | None = None
+    # This host's own key pair for the links it dials: a NAME.key_secret certificate as
+    # `run.py curve-keys --name NAME` writes it. Without one, the processes of the broker's
+    # host use the broker's key pair (they are local peers); others are not admitted.
+    curve_key_file: str | None = None
+    # On the broker's host: a directory of NAME.key certificates of admitted peers (as
+    # zmq.auth reads them), besides the keys listed under [peers].
+    curve_clients_dir: str | None = None
+
+
+class PeerSettings(_Section):
+    """A host admitted over CURVE (on the broker's host): its public key and the names it
+    may speak as (glob patterns over client identities, node ids and claimed addresses;
+    empty: ``NAME`` and ``NAME:*``)."""
+
+    public_key: str = ""
+    names: list[str] = msgspec.field(default_factory=list)
 
 
 class SupervisionSettings(_Section):
@@ -258,6 +275,8 @@ class Settings(_Section):
     parser: ParserSettings = msgspec.field(default_factory=ParserSettings)
     bot: BotSettings = msgspec.field(default_factory=BotSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    # Peers admitted over CURVE, by name (see the README's Security section).
+    peers: dict[AccountName, PeerSettings] = msgspec.field(default_factory=dict)
 
     def store_path(self) -> str:
         """The store's SQLite file: ``store.path``, or ``store.sqlite3`` in ``data_dir``."""
@@ -326,6 +345,9 @@ def iter_problems(settings: Settings) -> Iterator[tuple[str, str]]:
         key = getattr(settings.runtime, field)
         if key is not None and len(key.reveal()) != _Z85_KEY_LENGTH:
             yield f"runtime.{field}", f"expected a {_Z85_KEY_LENGTH}-character Z85 key"
+    for name, peer in settings.peers.items():
+        if len(peer.public_key) != _Z85_KEY_LENGTH:
+            yield f"peers.{name}.public_key", f"expected a {_Z85_KEY_LENGTH}-character Z85 key"
     for name in settings.accounts:
         yield from _account_problems(name, settings.account(name))
     yield from _parser_problems(settings)

@@ -73,6 +73,7 @@ from protocols.codec import (
 from protocols.envelope import Envelope
 from protocols.errors import Owner
 from runtime import curve, ipc
+from runtime.auth import LOCAL, PeerAuthenticator
 from runtime.logging import LogThrottle
 
 log = structlog.get_logger("broker")
@@ -93,6 +94,10 @@ class BrokerOptions:
     heartbeat_liveness: int = 3
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     curve_secret_key: str | None = None
+    # With CURVE: the client keys admitted ({Z85 public key: peer name}) and the names
+    # (glob patterns) each peer may speak as (see runtime.auth).
+    curve_peers: dict[str, str] = field(default_factory=dict)
+    peer_names: dict[str, list[str]] = field(default_factory=dict)
     # Where the broker keeps the addresses granted to nodes in other processes (the ones
     # that may outlive it); None: after a start, every fresh claim waits out the leases.
     state_file: str | None = None
@@ -152,6 +157,8 @@ class Broker:
         self._next_epoch = int(time.time() * 1000)
         self._started = time.monotonic()
         self._router: zmq.Socket | None = None
+        self._auth: PeerAuthenticator | None = None
+        self._speaks_as = LogThrottle(log, "peer refused: speaks as a name it may not")
         self._control_endpoint = f"inproc://switchboard-broker-control-{id(self):x}"
         self._thread: threading.Thread | None = None
         self._proxy: threading.Thread | None = None
@@ -201,6 +208,8 @@ class Broker:
             proxy_control.close(linger=0)
             router.close(linger=500)
             control.close(linger=0)
+            if self._auth is not None:
+                self._auth.stop()
 
     def _bind(self) -> tuple[zmq.Socket, zmq.Socket, zmq.Socket]:
         router = self._zmq.socket(zmq.ROUTER)
@@ -209,7 +218,12 @@ class Broker:
         # so nobody can take over a node's connection. Nodes keep one socket for life.
         router.setsockopt(zmq.LINGER, 500)
         router.setsockopt(zmq.MAXMSGSIZE, 4 * self.options.max_frame_bytes)
-        curve.serve(router, self.options.curve_secret_key)
+        secret = self.options.curve_secret_key
+        if secret is not None:
+            keys = {**self.options.curve_peers, curve.public_key(secret): LOCAL}
+            self._auth = PeerAuthenticator(self._zmq, keys, self.options.peer_names)
+            self._auth.start()
+        curve.serve(router, secret)
         for endpoint in self.options.endpoints:
             ipc.bind(router, endpoint)
         self._router = router
@@ -253,9 +267,15 @@ class Broker:
                     if not router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                         break
                     frames = [router.recv()]
+                    user_id = None
                     while router.getsockopt(zmq.RCVMORE):
-                        frames.append(router.recv())
-                    self._on_frames(frames)
+                        if self._auth is None:
+                            frames.append(router.recv())
+                        else:  # who sent it: the ZAP user id its connection was given
+                            frame = router.recv(copy=False)
+                            user_id = frame.get("User-Id")
+                            frames.append(frame.bytes)
+                    self._on_frames(frames, user_id)
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + tick
@@ -265,7 +285,7 @@ class Broker:
 
     # -- packets ----------------------------------------------------------------------
 
-    def _on_frames(self, frames: list[bytes]) -> None:
+    def _on_frames(self, frames: list[bytes], user_id: str | None = None) -> None:
         # A node's actor threads send their replies from sockets of their own, named
         # "<node identity>~<n>"; they speak for their node, and answers go to the node.
         identity = node_key(frames[0])
@@ -278,6 +298,8 @@ class Broker:
         except FrameError as exc:
             self._bad_frame(peer=_peer(identity), reason=exc.reason)
             self._answer_raw(identity, exc.request_id, exc.reason)
+            return
+        if self._auth is not None and not self._may_speak(identity, user_id, packet):
             return
         node = self._nodes.get(identity)
         if node is not None:
@@ -302,6 +324,27 @@ class Broker:
             self._forget(node, "said goodbye")
         else:
             self._answer_raw(identity, "", f"{type(packet).__name__} is not for the broker")
+
+    def _may_speak(self, identity: bytes, user_id: str | None, packet: object) -> bool:
+        """Authentication: may the peer behind this connection use this identity (its name
+        before ``~``) and claim these addresses? Refuses (logged, rate limited) if not."""
+        assert self._auth is not None
+        peer = self._auth.peer(user_id)
+        name = _peer(identity).split(SUBSOCKET_SEPARATOR.decode())[0]
+        claimed = [packet.address] if isinstance(packet, Claim) else []
+        if isinstance(packet, Ready):
+            claimed = list(packet.addresses)
+        wrong = [n for n in [name, *claimed] if not peer.may_speak_as(n)]
+        if not wrong:
+            return True
+        self._speaks_as(peer=peer.name, name=wrong[0])
+        reason = f"peer {peer.name!r} may not speak as {wrong[0]!r}"
+        if isinstance(packet, Envelope):
+            self._reply(identity, packet, errors.Unauthorized(message=reason))
+        elif isinstance(packet, Ready | Claim):
+            owner = Owner(node_id="", host="", pid=0, epoch=0)
+            self._send(identity, Refused(address=wrong[0], owner=owner, reason=reason))
+        return False
 
     def _on_ready(self, identity: bytes, ready: Ready) -> None:
         node = self._nodes.get(identity)

@@ -56,13 +56,17 @@ def _client_identity(identity: str | None) -> str:
 
 
 def _dealer(
-    context: zmq.Context[Any], identity: str, endpoint: str, curve_server_key: str | None
+    context: zmq.Context[Any],
+    identity: str,
+    endpoint: str,
+    curve_server_key: str | None,
+    key_pair: curve.KeyPair | None = None,
 ) -> Any:
     """A DEALER named ``identity``, connected to the broker (encrypted if a key is given)."""
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.IDENTITY, identity.encode())
     sock.setsockopt(zmq.LINGER, 0)
-    curve.dial(sock, curve_server_key)
+    curve.dial(sock, curve_server_key, key_pair)
     sock.connect(endpoint)
     return sock
 
@@ -132,11 +136,12 @@ class Client:
         context: zmq.Context | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         curve_server_key: str | None = None,
+        curve_key_pair: curve.KeyPair | None = None,
     ) -> None:
         self.address = _client_identity(identity)
         self.max_frame_bytes = max_frame_bytes
         context = context or zmq.Context.instance()
-        self._socket = _dealer(context, self.address, endpoint, curve_server_key)
+        self._socket = _dealer(context, self.address, endpoint, curve_server_key, curve_key_pair)
 
     @overload
     def request(
@@ -220,11 +225,12 @@ class AsyncClient:
         identity: str | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         curve_server_key: str | None = None,
+        curve_key_pair: curve.KeyPair | None = None,
     ) -> None:
         self.address = _client_identity(identity)
         self.max_frame_bytes = max_frame_bytes
         context = zmq.asyncio.Context.shadow(zmq.Context.instance())
-        self._socket = _dealer(context, self.address, endpoint, curve_server_key)
+        self._socket = _dealer(context, self.address, endpoint, curve_server_key, curve_key_pair)
         self._waiting: dict[str, asyncio.Future[Message]] = {}
         self._reader: asyncio.Task[None] | None = None
 
@@ -295,12 +301,16 @@ class AsyncClient:
 
 
 def _sub(
-    context: zmq.Context[Any], endpoint: str, topics: Iterable[str], curve_server_key: str | None
+    context: zmq.Context[Any],
+    endpoint: str,
+    topics: Iterable[str],
+    curve_server_key: str | None,
+    key_pair: curve.KeyPair | None = None,
 ) -> Any:
     """A SUB socket on the bus, subscribed to every topic prefix in ``topics``."""
     sock = context.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
-    curve.dial(sock, curve_server_key)
+    curve.dial(sock, curve_server_key, key_pair)
     for topic in topics:
         sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
     sock.connect(endpoint)
@@ -326,10 +336,11 @@ class Subscriber:
         context: zmq.Context | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         curve_server_key: str | None = None,
+        curve_key_pair: curve.KeyPair | None = None,
     ) -> None:
         self.max_frame_bytes = max_frame_bytes
         context = context or zmq.Context.instance()
-        self._socket = _sub(context, endpoint, topics, curve_server_key)
+        self._socket = _sub(context, endpoint, topics, curve_server_key, curve_key_pair)
 
     def receive(self, timeout: float) -> tuple[str, Message] | None:
         """The next (topic, event), or None on timeout; unreadable events are skipped."""
@@ -364,10 +375,11 @@ class AsyncSubscriber:
         *,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         curve_server_key: str | None = None,
+        curve_key_pair: curve.KeyPair | None = None,
     ) -> None:
         self.max_frame_bytes = max_frame_bytes
         context = zmq.asyncio.Context.shadow(zmq.Context.instance())
-        self._socket = _sub(context, endpoint, topics, curve_server_key)
+        self._socket = _sub(context, endpoint, topics, curve_server_key, curve_key_pair)
 
     async def receive(self) -> tuple[str, Message]:
         """The next (topic, event); unreadable events are skipped."""

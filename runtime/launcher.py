@@ -58,8 +58,47 @@ def broker_options(settings: Settings, *, local: bool = False) -> BrokerOptions:
         heartbeat_liveness=rt.heartbeat_liveness,
         max_frame_bytes=rt.max_frame_bytes,
         curve_secret_key=_reveal(rt.curve_secret_key),
+        curve_peers=admitted_keys(settings),
+        peer_names={name: peer.names for name, peer in settings.peers.items()},
         state_file=str(Path(settings.data_dir) / BROKER_STATE_FILE),
     )
+
+
+def admitted_keys(settings: Settings) -> dict[str, str]:
+    """{public key: peer name} of the peers admitted over CURVE: ``[peers]`` and the
+    certificates in ``runtime.curve_clients_dir``. Raises UsageError for a bad file."""
+    keys: dict[str, str] = {}
+    directory = settings.runtime.curve_clients_dir
+    if directory is not None:
+        try:
+            keys.update(curve.load_public_keys(directory))
+        except ValueError as exc:
+            raise UsageError(f"runtime.curve_clients_dir: {exc}") from None
+    keys.update({peer.public_key: name for name, peer in settings.peers.items()})
+    return keys
+
+
+def peer_name(settings: Settings) -> str | None:
+    """This host's peer name over CURVE: its key file's NAME, None on the broker's host."""
+    key_file = settings.runtime.curve_key_file
+    return None if key_file is None else Path(key_file).name.split(".")[0]
+
+
+def use_curve_identity(settings: Settings) -> str | None:
+    """Set this process's CURVE key pair (see runtime.curve) and return its peer name:
+    ``runtime.curve_key_file``'s, or None for the broker's own pair (a local peer).
+    Raises UsageError for a key file that cannot be loaded."""
+    rt = settings.runtime
+    if rt.curve_key_file is not None:
+        try:
+            curve.use_identity(curve.load_key_pair(rt.curve_key_file))
+        except ValueError as exc:
+            raise UsageError(f"runtime.curve_key_file: {exc}") from None
+        return peer_name(settings)
+    if rt.curve_secret_key is not None:
+        secret = rt.curve_secret_key.reveal()
+        curve.use_identity((curve.public_key(secret), secret))
+    return None
 
 
 def _reveal(secret: Secret | None) -> str | None:
@@ -77,8 +116,12 @@ def _broker_public_key(settings: Settings) -> str | None:
 
 
 def client_for(settings: Settings, identity: str | None = None) -> Client:
-    """A client of the configured broker (with its CURVE key when one is set)."""
+    """A client of the configured broker (with its CURVE key when one is set); without an
+    ``identity``, a fresh one under this host's peer name (see `peer_name`)."""
     rt = settings.runtime
+    name = peer_name(settings)
+    if identity is None and name is not None:
+        identity = f"{name}:{uuid.uuid4().hex[:12]}"
     return Client(
         rt.broker_endpoint,
         identity=identity,
@@ -138,7 +181,10 @@ def reach(settings: Settings, address: str, factory: ActorFactory) -> Iterator[C
     exactly one owner). Raises AddressTakenError if another node owns it.
     """
     actors = {address: factory}
-    client = client_for(settings, identity=f"operator:{uuid.uuid4().hex[:12]}")
+    # Another host's operator speaks under that host's peer name, never as a local one.
+    name = peer_name(settings)
+    operator = "operator" if name is None else f"{name}:operator"
+    client = client_for(settings, identity=f"{operator}:{uuid.uuid4().hex[:12]}")
     broker: Broker | None = None
     node: Node | None = None
     try:

@@ -1,4 +1,5 @@
-"""CURVE: with a broker key set, only peers that know the broker's public key are served."""
+"""CURVE: with a broker key set, only peers that know the broker's public key and whose
+own key the broker knows are served."""
 
 from __future__ import annotations
 
@@ -25,13 +26,18 @@ def test_encrypted_links_serve_only_peers_with_the_broker_key(system: System) ->
     start_node(system, "sealed")
     assert system.owner_of("echo") == "sealed"
 
-    with Client(system.broker, curve_server_key=public) as trusted:
+    # The broker's own pair: a process of the broker's host.
+    local = (public, secret)
+    with Client(system.broker, curve_server_key=public, curve_key_pair=local) as trusted:
         assert trusted.request("echo", demo.Echo(text="hi"), timeout=10) == demo.Echoed(text="hi")
-        with Subscriber(system.events_out, [actor_topic()], curve_server_key=public) as events:
+        with Subscriber(
+            system.events_out, [actor_topic()], curve_server_key=public, curve_key_pair=local
+        ) as events:
             wait_until(lambda: _crash_seen(trusted, events), 20, "an event over CURVE")
 
     stranger_key, _ = new_key_pair()
-    for key in (None, stranger_key):
+    # Without the server key, with a wrong one, or with an unknown key of its own.
+    for key in (None, stranger_key, public):
         with Client(system.broker, curve_server_key=key) as outsider:
             with pytest.raises(RequestError) as caught:
                 outsider.request("echo", demo.Echo(text="let me in"), timeout=1.0)
@@ -51,12 +57,24 @@ def test_curve_keys_prints_blocks_to_paste_into_switchboard_toml(system: System)
     broker_block, other_block = done.stdout.strip().split("\n\n")
     assert "curve_secret_key" in broker_block and "curve_secret_key" not in other_block
     # The broker's host pastes the first block; another host (here: another directory),
-    # the second, and `run.py status` there gets through the encrypted link.
-    (system.tmp / "switchboard.toml").write_text(broker_block + "\n")
-    system.run_broker()
+    # the second and its own key pair, which the broker's host admits as a peer: `run.py
+    # status` there gets through the encrypted link.
     elsewhere = system.tmp / "other-host"
     elsewhere.mkdir()
-    (elsewhere / "switchboard.toml").write_text(other_block + "\n")
+    peer = subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "curve-keys", "--name", "other"],
+        cwd=elsewhere,
+        env=system.env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert peer.returncode == 0, peer.stderr
+    _, own_block, peers_block = peer.stdout.strip().split("\n\n")
+    (system.tmp / "switchboard.toml").write_text(broker_block + "\n\n" + peers_block + "\n")
+    system.run_broker()
+    key_line = own_block.splitlines()[-1]
+    (elsewhere / "switchboard.toml").write_text(other_block + "\n" + key_line + "\n")
     status = subprocess.run(
         [sys.executable, str(REPO / "run.py"), "status", "--json"],
         cwd=elsewhere,
@@ -66,7 +84,7 @@ def test_curve_keys_prints_blocks_to_paste_into_switchboard_toml(system: System)
         timeout=30,
     )
     assert status.returncode == 0, status.stderr
-    # Without the key the same command gets no answer.
+    # Without the keys the same command gets no answer.
     (elsewhere / "switchboard.toml").unlink()
     denied = subprocess.run(
         [sys.executable, str(REPO / "run.py"), "status", "--timeout", "1"],

@@ -13,10 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from protocols import demo
-from runtime.client import Client
+from protocols import demo, errors
+from protocols.events import actor_topic
+from runtime.auth import fingerprint
+from runtime.client import Client, Subscriber
+from runtime.curve import load_key_pair, new_key_pair
+from runtime.errors import RequestError
 from tests.runtime.conftest import start_node
-from tests.runtime.support import System
+from tests.runtime.support import System, wait_until
 
 # Run as another Unix user: the system's own Python (the test's may live under /root).
 _AS_NOBODY = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"]
@@ -118,3 +122,60 @@ def test_secrets_at_rest_are_tightened_at_start_or_refused(system: System) -> No
     assert f"error: {stored} holds secrets and is open to other users" in done.stderr
     assert "uid 65534" in done.stderr
     assert stat.S_IMODE(stored.stat().st_mode) == 0o644
+
+
+def test_curve_serves_known_keys_only_each_as_its_own_names(system: System) -> None:
+    public, secret = new_key_pair()
+    system.overrides["SWITCHBOARD__RUNTIME__CURVE_SECRET_KEY"] = secret
+    # A peer's pair as `run.py curve-keys --name` writes it; the broker admits the public
+    # halves in its certificate directory (the secret half is skipped there).
+    made = system.command("curve-keys", "--name", "bothost")
+    assert made.returncode == 0, made.stderr
+    keys = system.tmp / "data" / "keys"
+    assert stat.S_IMODE((keys / "bothost.key_secret").stat().st_mode) == 0o600
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+    system.overrides["SWITCHBOARD__RUNTIME__CURVE_CLIENTS_DIR"] = str(keys)
+    broker = system.run_broker()
+    start_node(system, "n1")  # on the broker's host: the broker's own pair, a local peer
+    known = load_key_pair(keys / "bothost.key_secret")
+    stranger = new_key_pair()
+
+    def dial(identity: str, pair: tuple[str, str]) -> Client:
+        return Client(
+            system.broker, identity=identity, curve_server_key=public, curve_key_pair=pair
+        )
+
+    with dial("bothost:1", known) as client:
+        assert client.request("echo", demo.Echo(text="hi"), timeout=10) == demo.Echoed(text="hi")
+    # Known key, another name: refused, whatever identity it picks.
+    for identity in ("operator:x", "client:1", "n1"):
+        with dial(identity, known) as impostor:
+            with pytest.raises(RequestError) as caught:
+                impostor.request("echo", demo.Echo(text="as someone else"), timeout=10)
+            assert isinstance(caught.value.error, errors.Unauthorized)
+            assert f"may not speak as {identity!r}" in caught.value.error.message
+    # Unknown key: never served, not even refused.
+    with dial("bothost:2", stranger) as outsider:
+        with pytest.raises(RequestError) as caught:
+            outsider.request("echo", demo.Echo(text="let me in"), timeout=1.0)
+        assert isinstance(caught.value.error, errors.Timeout)
+    refused = [e for e in broker.log_events() if e.get("event") == "unknown CURVE key refused"]
+    assert refused and {e["fingerprint"] for e in refused} == {fingerprint(stranger[0])}
+    assert stranger[0] not in broker.log_text()
+
+    # The bus admits the same peers: both subscribe, a crash is published, only the known
+    # key's subscriber hears of it.
+    def listen(pair: tuple[str, str]) -> Subscriber:
+        return Subscriber(
+            system.events_out, [actor_topic()], curve_server_key=public, curve_key_pair=pair
+        )
+
+    with listen(known) as heard, listen(stranger) as deaf, dial("bothost:3", known) as client:
+        wait_until(lambda: _crash_heard(client, heard), 20, "an event for the known key")
+        assert deaf.receive(1.0) is None
+
+
+def _crash_heard(client: Client, events: Subscriber) -> bool:
+    with pytest.raises(RequestError):
+        client.request("echo", demo.Fail(), timeout=10)
+    return events.receive(2.0) is not None
