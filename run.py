@@ -494,6 +494,13 @@ def format_status(status: Status) -> str:
     for address in status.failed:
         error = next((a.last_error for a in status.addresses if a.address == address), "")
         lines.append(f"  {address}: {error}")
+    lines += ["", "peers:"]
+    for p in status.peers:
+        deny = f"; never {', '.join(p.deny)}" if p.deny else ""
+        lines.append(
+            f"  {p.name:<16} speaks as {', '.join(p.names) or '-'}; "
+            f"sends to {', '.join(p.send_to) or 'nothing'}{deny}"
+        )
     return "\n".join(lines)
 
 
@@ -671,7 +678,9 @@ def _peer_keys(settings: Settings, name: str) -> int:
         f'[runtime]\ncurve_key_file = "{secret_file.absolute()}"\n\n'
         "# switchboard.toml on the broker's host (or copy the .key file into its\n"
         "# runtime.curve_clients_dir); names: what it may speak as\n"
-        f'[peers.{name}]\npublic_key = "{public}"\nnames = ["{name}", "{name}:*"]'
+        f'[peers.{name}]\npublic_key = "{public}"\nnames = ["{name}", "{name}:*"]\n'
+        "# what its requests may reach; the broker alone answers run.py status\n"
+        'send_to = ["broker"]'
     )
     return 0
 

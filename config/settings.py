@@ -95,12 +95,15 @@ class RuntimeSettings(_Section):
 
 
 class PeerSettings(_Section):
-    """A host admitted over CURVE (on the broker's host): its public key and the names it
+    """A host admitted over CURVE (on the broker's host): its public key, the names it
     may speak as (glob patterns over client identities, node ids and claimed addresses;
-    empty: ``NAME`` and ``NAME:*``)."""
+    empty: ``NAME`` and ``NAME:*``), the targets its requests may go to (glob patterns;
+    empty: none) and the message types it may never send (e.g. ExportSession)."""
 
     public_key: str = ""
     names: list[str] = msgspec.field(default_factory=list)
+    send_to: list[str] = msgspec.field(default_factory=list)
+    deny: list[str] = msgspec.field(default_factory=list)
 
 
 class SupervisionSettings(_Section):

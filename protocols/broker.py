@@ -134,6 +134,15 @@ class NodeInfo(msgspec.Struct, kw_only=True, frozen=True):
     addresses: list[str] = []
 
 
+class PeerInfo(msgspec.Struct, kw_only=True, frozen=True):
+    """A peer the broker admits and its permissions ("local": this host, everything)."""
+
+    name: str
+    names: list[str] = []
+    send_to: list[str] = []
+    deny: list[str] = []
+
+
 class Status(Message):
     """The broker's view: live nodes, owned addresses with their epochs and actor state."""
 
@@ -145,6 +154,7 @@ class Status(Message):
     lease_s: float = 0.0
     expiry_s: float = 0.0
     dropped_sends: int = 0
+    peers: list[PeerInfo] = []
 
 
 class GetStatus(Request[Status]):

@@ -12,7 +12,7 @@ limited). Without CURVE every peer is local: the ipc sockets admit this Unix use
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -30,10 +30,17 @@ LOCAL = "local"
 
 @dataclass(frozen=True)
 class Peer:
-    """An authenticated peer: its name and the names (glob patterns) it may speak as."""
+    """An authenticated peer and what it may do (see ``config.PeerSettings``).
+
+    ``names``: the names (glob patterns) it may speak as (empty: ``NAME`` and
+    ``NAME:*``); ``send_to``: the targets (glob patterns) its requests may go to (empty:
+    none); ``deny``: message types it may never send. The local peer may do everything.
+    """
 
     name: str
     names: tuple[str, ...] = ()
+    send_to: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
 
     @property
     def local(self) -> bool:
@@ -41,7 +48,20 @@ class Peer:
 
     def may_speak_as(self, name: str) -> bool:
         """May this peer use ``name`` (a client identity, node id or claimed address)?"""
-        return self.local or any(fnmatchcase(name, pattern) for pattern in self.names)
+        if self.local:
+            return True
+        patterns = self.names or (self.name, f"{self.name}:*")
+        return any(fnmatchcase(name, pattern) for pattern in patterns)
+
+    def refusal(self, target: str, message_type: str) -> str | None:
+        """The rule that forbids a request of ``message_type`` to ``target``, or None."""
+        if self.local:
+            return None
+        if message_type in self.deny:
+            return f"peers.{self.name}.deny lists {message_type}"
+        if not any(fnmatchcase(target, pattern) for pattern in self.send_to):
+            return f"peers.{self.name}.send_to does not include {target!r}"
+        return None
 
 
 LOCAL_PEER = Peer(LOCAL)
@@ -74,21 +94,16 @@ class _Zap(ThreadAuthenticator):
 class PeerAuthenticator:
     """The broker's ZAP handler and its table of peers.
 
-    ``keys`` maps each admitted Z85 public key to its peer's name; ``names`` maps a peer's
-    name to the patterns it may speak as (default: ``NAME`` and ``NAME:*``).
+    ``keys`` maps each admitted Z85 public key to its peer's name; ``peers`` gives the
+    rules of peers by name (a key's peer without rules may only speak as itself).
     """
 
     def __init__(
-        self,
-        context: zmq.Context,
-        keys: Mapping[str, str],
-        names: Mapping[str, Sequence[str]],
+        self, context: zmq.Context, keys: Mapping[str, str], peers: Mapping[str, Peer]
     ) -> None:
         self._zap = _Zap(context, keys)
         self._peers = {
-            name: Peer(name, tuple(names.get(name) or (name, f"{name}:*")))
-            for name in set(keys.values())
-            if name != LOCAL
+            name: peers.get(name) or Peer(name) for name in set(keys.values()) if name != LOCAL
         }
 
     def start(self) -> None:
@@ -107,4 +122,5 @@ class PeerAuthenticator:
 
     @property
     def peers(self) -> list[Peer]:
+        """Every admitted peer but the local one, by name."""
         return sorted(self._peers.values(), key=lambda p: p.name)

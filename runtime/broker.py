@@ -55,6 +55,7 @@ from protocols.broker import (
     Granted,
     Heartbeat,
     NodeInfo,
+    PeerInfo,
     Ready,
     Refused,
     Release,
@@ -65,6 +66,7 @@ from protocols.broker import (
 from protocols.codec import (
     DEFAULT_MAX_FRAME_BYTES,
     FrameError,
+    body_type,
     decode_packet,
     encode_packet,
     open_body,
@@ -73,7 +75,7 @@ from protocols.codec import (
 from protocols.envelope import Envelope
 from protocols.errors import Owner
 from runtime import curve, ipc
-from runtime.auth import LOCAL, PeerAuthenticator
+from runtime.auth import LOCAL, Peer, PeerAuthenticator
 from runtime.logging import LogThrottle
 
 log = structlog.get_logger("broker")
@@ -94,10 +96,10 @@ class BrokerOptions:
     heartbeat_liveness: int = 3
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     curve_secret_key: str | None = None
-    # With CURVE: the client keys admitted ({Z85 public key: peer name}) and the names
-    # (glob patterns) each peer may speak as (see runtime.auth).
+    # With CURVE: the client keys admitted ({Z85 public key: peer name}) and each peer's
+    # rules by name: what it may speak as, and send (see runtime.auth).
     curve_peers: dict[str, str] = field(default_factory=dict)
-    peer_names: dict[str, list[str]] = field(default_factory=dict)
+    peers: dict[str, Peer] = field(default_factory=dict)
     # Where the broker keeps the addresses granted to nodes in other processes (the ones
     # that may outlive it); None: after a start, every fresh claim waits out the leases.
     state_file: str | None = None
@@ -221,7 +223,7 @@ class Broker:
         secret = self.options.curve_secret_key
         if secret is not None:
             keys = {**self.options.curve_peers, curve.public_key(secret): LOCAL}
-            self._auth = PeerAuthenticator(self._zmq, keys, self.options.peer_names)
+            self._auth = PeerAuthenticator(self._zmq, keys, self.options.peers)
             self._auth.start()
         curve.serve(router, secret)
         for endpoint in self.options.endpoints:
@@ -336,7 +338,7 @@ class Broker:
             claimed = list(packet.addresses)
         wrong = [n for n in [name, *claimed] if not peer.may_speak_as(n)]
         if not wrong:
-            return True
+            return not isinstance(packet, Envelope) or self._permitted(identity, peer, packet)
         self._speaks_as(peer=peer.name, name=wrong[0])
         reason = f"peer {peer.name!r} may not speak as {wrong[0]!r}"
         if isinstance(packet, Envelope):
@@ -344,6 +346,27 @@ class Broker:
         elif isinstance(packet, Ready | Claim):
             owner = Owner(node_id="", host="", pid=0, epoch=0)
             self._send(identity, Refused(address=wrong[0], owner=owner, reason=reason))
+        return False
+
+    def _permitted(self, identity: bytes, peer: Peer, env: Envelope) -> bool:
+        """Authorization: may ``peer`` send this request? Replies always pass (they answer
+        a request that passed); a refused one is answered Unauthorized naming the rule."""
+        if peer.local or env.reply_to:
+            return True
+        message_type = body_type(env.body)
+        rule = peer.refusal(env.target, message_type)
+        if rule is None:
+            return True
+        log.warning(
+            "request refused",
+            peer=peer.name,
+            sender=env.sender,
+            target=env.target,
+            type=message_type,
+            rule=rule,
+        )
+        message = f"{message_type} to {env.target} refused: {rule}"
+        self._reply(identity, env, errors.Unauthorized(message=message))
         return False
 
     def _on_ready(self, identity: bytes, ready: Ready) -> None:
@@ -658,7 +681,20 @@ class Broker:
             lease_s=self._lease_s,
             expiry_s=self._expiry_s,
             dropped_sends=self.dropped_sends,
+            peers=self._peer_infos(),
         )
+
+    def _peer_infos(self) -> list[PeerInfo]:
+        """Who may connect and what each may do: without CURVE, this host's user only."""
+        infos = [PeerInfo(name=LOCAL, names=["*"], send_to=["*"])]
+        for peer in self._auth.peers if self._auth is not None else []:
+            names = list(peer.names or (peer.name, f"{peer.name}:*"))
+            infos.append(
+                PeerInfo(
+                    name=peer.name, names=names, send_to=list(peer.send_to), deny=list(peer.deny)
+                )
+            )
+        return infos
 
     # -- sending ----------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from config.settings import ENDPOINT_FIELDS
 from protocols.broker import GetStatus, Status
 from runtime import curve
 from runtime.actor import ActorFactory
+from runtime.auth import Peer
 from runtime.broker import BROKER_ADDRESS, Broker, BrokerOptions
 from runtime.client import Client
 from runtime.errors import EndpointError, RequestError, UsageError
@@ -59,7 +60,10 @@ def broker_options(settings: Settings, *, local: bool = False) -> BrokerOptions:
         max_frame_bytes=rt.max_frame_bytes,
         curve_secret_key=_reveal(rt.curve_secret_key),
         curve_peers=admitted_keys(settings),
-        peer_names={name: peer.names for name, peer in settings.peers.items()},
+        peers={
+            name: Peer(name, tuple(p.names), tuple(p.send_to), tuple(p.deny))
+            for name, p in settings.peers.items()
+        },
         state_file=str(Path(settings.data_dir) / BROKER_STATE_FILE),
     )
 

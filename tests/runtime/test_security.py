@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from protocols import demo, errors
+from protocols import demo, errors, session
+from protocols.base import Message
 from protocols.events import actor_topic
 from runtime.auth import fingerprint
 from runtime.client import Client, Subscriber
@@ -179,3 +180,47 @@ def _crash_heard(client: Client, events: Subscriber) -> bool:
     with pytest.raises(RequestError):
         client.request("echo", demo.Fail(), timeout=10)
     return events.receive(2.0) is not None
+
+
+def test_remote_peer_may_send_only_what_its_rules_allow(system: System) -> None:
+    public, secret = new_key_pair()
+    api_host = new_key_pair()
+    system.overrides["SWITCHBOARD__RUNTIME__CURVE_SECRET_KEY"] = secret
+    (system.tmp / "switchboard.toml").write_text(
+        f'[peers.apihost]\npublic_key = "{api_host[0]}"\n'
+        'send_to = ["session:a", "broker"]\ndeny = ["ExportSession"]\n'
+    )
+    broker = system.run_broker()
+    # Stand-ins at the session addresses: whatever reaches them is answered by them.
+    start_node(system, "n1", "echo=session:a,echo=session:b")
+
+    def ask(target: str, body: Message, pair: tuple[str, str] = api_host) -> Message:
+        """The reply or the error, as ``pair``'s peer (``apihost`` by default)."""
+        identity = "apihost:1" if pair == api_host else None
+        with Client(
+            system.broker, identity=identity, curve_server_key=public, curve_key_pair=pair
+        ) as client:
+            try:
+                return client.request(target, body, timeout=10)
+            except RequestError as exc:
+                return exc.error
+
+    assert ask("session:a", demo.Echo(text="hi")) == demo.Echoed(text="hi")
+    refused = ask("session:b", demo.Echo(text="hi"))
+    assert isinstance(refused, errors.Unauthorized)
+    assert "peers.apihost.send_to does not include 'session:b'" in refused.message
+    refused = ask("session:a", session.ExportSession())
+    assert isinstance(refused, errors.Unauthorized)
+    assert "peers.apihost.deny lists ExportSession" in refused.message
+    rules = [e["rule"] for e in broker.log_events() if e.get("event") == "request refused"]
+    assert len(rules) == 2
+    # This host's own operator (the broker's pair) may still do everything.
+    reply = ask("session:b", session.ExportSession(), (public, secret))
+    assert isinstance(reply, errors.BadRequest)  # reached the actor: it is no session
+
+    shown = {p.name: p for p in system.status().peers}
+    assert shown["apihost"].send_to == ["session:a", "broker"]
+    assert shown["apihost"].deny == ["ExportSession"]
+    assert shown["local"].send_to == ["*"]
+    text = system.command("status").stdout
+    assert "apihost" in text and "never ExportSession" in text
