@@ -98,7 +98,8 @@ class PeerSettings(_Section):
     """A host admitted over CURVE (on the broker's host): its public key, the names it
     may speak as (glob patterns over client identities, node ids and claimed addresses;
     empty: ``NAME`` and ``NAME:*``), the targets its requests may go to (glob patterns;
-    empty: none) and the message types it may never send (e.g. ExportSession)."""
+    empty: none) and the message types it may never send (e.g. ExportSession). Without
+    ``public_key``, the key is ``NAME.key`` in ``runtime.curve_clients_dir``."""
 
     public_key: str = ""
     names: list[str] = msgspec.field(default_factory=list)
@@ -349,7 +350,7 @@ def iter_problems(settings: Settings) -> Iterator[tuple[str, str]]:
         if key is not None and len(key.reveal()) != _Z85_KEY_LENGTH:
             yield f"runtime.{field}", f"expected a {_Z85_KEY_LENGTH}-character Z85 key"
     for name, peer in settings.peers.items():
-        if len(peer.public_key) != _Z85_KEY_LENGTH:
+        if peer.public_key and len(peer.public_key) != _Z85_KEY_LENGTH:
             yield f"peers.{name}.public_key", f"expected a {_Z85_KEY_LENGTH}-character Z85 key"
     for name in settings.accounts:
         yield from _account_problems(name, settings.account(name))

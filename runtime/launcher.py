@@ -78,7 +78,7 @@ def admitted_keys(settings: Settings) -> dict[str, str]:
             keys.update(curve.load_public_keys(directory))
         except ValueError as exc:
             raise UsageError(f"runtime.curve_clients_dir: {exc}") from None
-    keys.update({peer.public_key: name for name, peer in settings.peers.items()})
+    keys.update({p.public_key: name for name, p in settings.peers.items() if p.public_key})
     return keys
 
 

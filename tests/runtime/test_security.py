@@ -136,6 +136,7 @@ def test_curve_serves_known_keys_only_each_as_its_own_names(system: System) -> N
     assert stat.S_IMODE((keys / "bothost.key_secret").stat().st_mode) == 0o600
     assert stat.S_IMODE(keys.stat().st_mode) == 0o700
     system.overrides["SWITCHBOARD__RUNTIME__CURVE_CLIENTS_DIR"] = str(keys)
+    (system.tmp / "switchboard.toml").write_text('[peers.bothost]\nsend_to = ["echo"]\n')
     broker = system.run_broker()
     start_node(system, "n1")  # on the broker's host: the broker's own pair, a local peer
     known = load_key_pair(keys / "bothost.key_secret")
