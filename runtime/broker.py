@@ -275,7 +275,7 @@ class Broker:
                             frames.append(router.recv())
                         else:  # who sent it: the ZAP user id its connection was given
                             frame = router.recv(copy=False)
-                            user_id = frame.get("User-Id")
+                            user_id = _user_id(frame)
                             frames.append(frame.bytes)
                     self._on_frames(frames, user_id)
             now = time.monotonic()
@@ -735,6 +735,15 @@ class Broker:
             reply_to=request_id or "?",
         )
         self._send(identity, reply)
+
+
+def _user_id(frame: zmq.Frame) -> str | None:
+    """The ZAP user id of the connection ``frame`` came in on; None for inproc, which
+    carries no security mechanism (a peer in the broker's own process: local)."""
+    try:
+        return frame.get("User-Id")
+    except zmq.ZMQError:
+        return None
 
 
 def _peer(identity: bytes) -> str:

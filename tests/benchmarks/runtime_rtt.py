@@ -16,6 +16,12 @@ outstanding, a new one sent as each reply arrives). Measurements alternate raw, 
 raw, ours... in rounds, because on a small shared machine the speed of hand-offs between
 processes drifts: only the ratios from one run mean anything, not the absolute numbers.
 
+With ``--curve`` and ``--ipc``, two more one-process systems are measured in the same
+rounds: **curve**, the same over tcp with every link CURVE-encrypted and the client
+authenticated by the broker's ZAP handler (the broker reads each message's user id), and
+**ipc**, the same over the default ipc sockets. Each is reported against ours (plain
+tcp): ``curve_ratio_N`` / ``ipc_ratio_N`` in the JSON line, medians of per-round ratios.
+
 Reported: round trips/s (median of the rounds), p50 and p99 latency (all rounds'
 samples pooled), CPU time per round trip of the server process and of the client
 process, and the resident memory (VmRSS) of the broker+node process once ready and after
@@ -25,11 +31,13 @@ one just before it, so that both saw the same machine).
 
     python tests/benchmarks/runtime_rtt.py --quick    # under a minute
     python tests/benchmarks/runtime_rtt.py            # longer rounds, steadier numbers
+    python tests/benchmarks/runtime_rtt.py --quick --curve --ipc   # the cost of security
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import multiprocessing
@@ -59,6 +67,7 @@ from protocols.codec import encode_packet, pack_body  # noqa: E402
 from protocols.demo import Echo, Echoed  # noqa: E402
 from protocols.envelope import Envelope, new_id  # noqa: E402
 from runtime.client import Client  # noqa: E402
+from runtime.curve import new_key_pair  # noqa: E402
 from runtime.errors import RequestError  # noqa: E402
 
 TARGET = "echo"
@@ -126,15 +135,19 @@ def pipeline(
     return latencies
 
 
-def ours_driver(endpoint: str) -> tuple[Callable[[], Hashable], Callable[[], Hashable]]:
-    """(send, receive) over ``runtime.client.Client``, once the echo actor answers.
+def ours_driver(
+    endpoint: str, curve_pair: tuple[str, str] | None = None
+) -> tuple[Callable[[], Hashable], Callable[[], Hashable]]:
+    """(send, receive) over ``runtime.client.Client``, once the echo actor answers; with
+    ``curve_pair`` (the broker's own pair, a key it admits), over CURVE.
 
     Each attempt to reach the actor uses a new client, so that a late answer to a failed
     attempt never reaches the client that measures.
     """
     give_up = time.monotonic() + START_TIMEOUT_S
+    server_key = curve_pair[0] if curve_pair else None
     while True:
-        client = Client(endpoint)
+        client = Client(endpoint, curve_server_key=server_key, curve_key_pair=curve_pair)
         try:
             client.request(TARGET, BODY, timeout=1.0)
             break
@@ -183,10 +196,16 @@ def raw_driver(
     return send, receive
 
 
-def client_main(kind: str, endpoint: str, frame_bytes: int, conn: Connection) -> None:
+def client_main(
+    kind: str,
+    endpoint: str,
+    frame_bytes: int,
+    curve_pair: tuple[str, str] | None,
+    conn: Connection,
+) -> None:
     """A client process: says ready, then answers each (inflight, seconds) with a Round."""
-    if kind == "ours":
-        send, receive = ours_driver(endpoint)
+    if kind != "raw":
+        send, receive = ours_driver(endpoint, curve_pair)
     else:
         send, receive = raw_driver(endpoint, frame_bytes)
     conn.send("ready")
@@ -266,9 +285,14 @@ def free_port() -> int:
 
 @contextmanager
 def one_process_system(
-    workdir: str | Path, actors: str = "echo", settings: dict[str, str] | None = None
+    workdir: str | Path,
+    actors: str = "echo",
+    settings: dict[str, str] | None = None,
+    *,
+    ipc: bool = False,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``python run.py --role all --actors ACTORS`` on free loopback ports: (process, endpoint).
+    """``python run.py --role all --actors ACTORS`` on free loopback ports (with ``ipc``,
+    the default ipc sockets in ``workdir``'s data dir): (process, endpoint).
 
     No accounts (``--accounts ""``), so the process hosts the broker, the node and
     ``actors`` only, not the sandbox demo; ``settings`` are extra environment overrides
@@ -276,7 +300,13 @@ def one_process_system(
     picked up) with warning-level logs going to ``workdir/system.log``, which is printed if
     the system exits early.
     """
-    endpoint, events_in, events_out = (f"tcp://127.0.0.1:{free_port()}" for _ in range(3))
+    if ipc:
+        sockets = Path(workdir).absolute() / "data" / "sockets"
+        endpoint, events_in, events_out = (
+            f"ipc://{sockets}/{name}.sock" for name in ("broker", "events-in", "events-out")
+        )
+    else:
+        endpoint, events_in, events_out = (f"tcp://127.0.0.1:{free_port()}" for _ in range(3))
     env = {
         **os.environ,
         "SWITCHBOARD__RUNTIME__BROKER_ENDPOINT": endpoint,
@@ -374,23 +404,34 @@ def request_frame_bytes() -> int:
     return len(encode_packet(envelope))
 
 
-def measure_all(mode: Mode) -> tuple[dict[tuple[str, int], list[Round]], Memory]:
-    """Run every round: {(kind, inflight): rounds}, and the system process's memory."""
+def measure_all(
+    mode: Mode, variants: tuple[str, ...] = ()
+) -> tuple[dict[tuple[str, int], list[Round]], Memory]:
+    """Run every round: {(kind, inflight): rounds}, and the system process's memory.
+
+    ``variants``: "curve" and/or "ipc", measured beside ours (see the module's doc).
+    """
     mp = multiprocessing.get_context("spawn")
     frame_bytes = request_frame_bytes()
-    results: dict[tuple[str, int], list[Round]] = {
-        (kind, n): [] for kind in ("raw", "ours") for n in INFLIGHT
-    }
-    with (
-        tempfile.TemporaryDirectory() as workdir,
-        one_process_system(workdir) as (system, endpoint),
-        raw_echo_server(mp) as (raw_pid, raw_endpoint),
-    ):
+    kinds = ("raw", "ours", *variants)
+    results: dict[tuple[str, int], list[Round]] = {(k, n): [] for k in kinds for n in INFLIGHT}
+    public, secret = new_key_pair()
+    with contextlib.ExitStack() as stack:
+        workdirs = {k: stack.enter_context(tempfile.TemporaryDirectory()) for k in kinds}
+        raw_pid, raw_endpoint = stack.enter_context(raw_echo_server(mp))
         clients = [
-            (ClientProcess(mp, "raw", client_main, "raw", raw_endpoint, frame_bytes), raw_pid),
-            (ClientProcess(mp, "ours", client_main, "ours", endpoint, frame_bytes), system.pid),
+            (ClientProcess(mp, "raw", client_main, "raw", raw_endpoint, frame_bytes, None), raw_pid)
         ]
-        idle = memory_mb(system.pid)["VmRSS"]
+        for kind in kinds[1:]:
+            settings = {"SWITCHBOARD__RUNTIME__CURVE_SECRET_KEY": secret} if kind == "curve" else {}
+            system, endpoint = stack.enter_context(
+                one_process_system(workdirs[kind], settings=settings, ipc=kind == "ipc")
+            )
+            pair = (public, secret) if kind == "curve" else None
+            client = ClientProcess(mp, kind, client_main, kind, endpoint, frame_bytes, pair)
+            clients.append((client, system.pid))
+        system_pid = clients[1][1]
+        idle = memory_mb(system_pid)["VmRSS"]
         try:
             for _ in range(mode.rounds):
                 for n in INFLIGHT:
@@ -403,7 +444,7 @@ def measure_all(mode: Mode) -> tuple[dict[tuple[str, int], list[Round]], Memory]
         finally:
             for client, _ in clients:
                 client.close()
-        after = memory_mb(system.pid)
+        after = memory_mb(system_pid)
     return results, Memory(idle, after["VmRSS"], after["VmHWM"])
 
 
@@ -477,6 +518,23 @@ def report(mode: Mode, results: dict[tuple[str, int], list[Round]], memory: Memo
             f"server_cpu_us_{n}": round(ours.server_cpu_us, 1),
             f"raw_server_cpu_us_{n}": round(raw.server_cpu_us, 1),
         }
+        for kind in ("curve", "ipc"):
+            if (kind, n) not in results:
+                continue
+            other = Summary.of(results[kind, n])
+            kind_ratio = statistics.median(
+                k.per_s / o.per_s for k, o in zip(results[kind, n], results["ours", n], strict=True)
+            )
+            rows += [
+                f"  {kind + ' round trips/s':28}{other.per_s:>12,.0f}"
+                f"  {kind}/ours (plain tcp) {kind_ratio:.2f}; p50 {other.p50_us:.0f} us, "
+                f"p99 {other.p99_us:.0f} us",
+            ]
+            figures |= {
+                f"{kind}_per_s_{n}": round(other.per_s),
+                f"{kind}_p50_us_{n}": round(other.p50_us, 1),
+                f"{kind}_ratio_{n}": round(kind_ratio, 3),
+            }
     figures |= {
         "rss_mb_node": round(memory.after_mb, 1),
         "rss_mb_node_idle": round(memory.idle_mb, 1),
@@ -500,6 +558,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="short rounds (under a minute)")
     parser.add_argument("--rounds", type=int, help="rounds per (kind, in-flight) pair")
     parser.add_argument("--seconds", type=float, help="length of one measurement")
+    parser.add_argument("--curve", action="store_true", help="also measure tcp with CURVE")
+    parser.add_argument("--ipc", action="store_true", help="also measure the ipc default")
     args = parser.parse_args(argv)
     mode = QUICK if args.quick else FULL
     mode = Mode(
@@ -507,7 +567,8 @@ def main(argv: list[str] | None = None) -> None:
         seconds=args.seconds or mode.seconds,
         warmup_s=mode.warmup_s,
     )
-    results, memory = measure_all(mode)
+    variants = tuple(k for k in ("curve", "ipc") if getattr(args, k))
+    results, memory = measure_all(mode, variants)
     print(report(mode, results, memory), flush=True)
 
 

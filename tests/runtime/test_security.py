@@ -225,3 +225,20 @@ def test_remote_peer_may_send_only_what_its_rules_allow(system: System) -> None:
     assert shown["local"].send_to == ["*"]
     text = system.command("status").stdout
     assert "apihost" in text and "never ExportSession" in text
+
+
+def test_whole_system_in_one_process_with_curve(system: System) -> None:
+    """Its node reaches the broker over inproc, which carries no user id: a local peer."""
+    public, secret = new_key_pair()
+    system.overrides["SWITCHBOARD__RUNTIME__CURVE_SECRET_KEY"] = secret
+    whole = system.run("--actors", "echo", "--accounts", "", name="all")
+    with Client(system.broker, curve_server_key=public, curve_key_pair=(public, secret)) as c:
+        wait_until(lambda: _echoes(c) or whole.popen.poll() is not None, 30, "echo to answer")
+        assert whole.popen.poll() is None, whole.log_text()
+
+
+def _echoes(client: Client) -> bool:
+    try:
+        return client.request("echo", demo.Echo(text="hi"), timeout=2) == demo.Echoed(text="hi")
+    except RequestError:
+        return False
