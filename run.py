@@ -296,7 +296,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         return _run_demo(settings, args)
     if args.demo_seconds is not None:
         raise UsageError(
-            "--demo-seconds runs the demo, which runs only when no account is configured"
+            "--demo-seconds is for the demo: the whole system with no account configured"
         )
     actors = _role_actors(settings, args)
     broker, node = None, None
@@ -338,7 +338,10 @@ def _role_actors(settings: Settings, args: argparse.Namespace) -> dict[str, Acto
     if args.role in ("all", "node"):
         actors |= session_actors(settings, sorted(settings.accounts) if named is None else named)
     if args.role == "bot":
-        actors |= bot_actors(settings, named)
+        bots = bot_actors(settings, named)
+        if not bots:
+            raise UsageError("--role bot hosts a BotActor per bot account, and none is configured")
+        actors |= bots
     if args.role == "all":
         actors = monitor_actors(settings) | bot_actors(settings) | actors
     return actors

@@ -33,7 +33,7 @@ from runtime.client import Client
 from runtime.errors import RequestError
 from sandbox import SandboxThread
 from sandbox.control import Message
-from tests.runtime.support import REPO, Proc, free_port, wait_until
+from tests.runtime.support import REPO, Proc, System, free_port, wait_until
 from tests.session.conftest import Sessions
 from tests.session.support import log_in
 
@@ -315,3 +315,22 @@ def _stored_ids(client: Client, channel_id: int) -> list[int]:
 
 def _stored_count(client: Client, channel_id: int) -> int:
     return len(_stored_ids(client, channel_id))
+
+
+def test_roles_refuse_what_they_cannot_host(tmp_path: Path) -> None:
+    system = System(tmp_path)
+    no_bot = system.command("--role", "bot")
+    assert no_bot.returncode == 2
+    assert no_bot.stderr == (
+        "error: --role bot hosts a BotActor per bot account, and none is configured\n"
+    )
+    (tmp_path / "switchboard.toml").write_text(
+        '[telegram]\napi_id = 1\napi_hash = "x"\n[accounts.alice]\nphone = "+15550001"\n'
+    )
+    not_a_bot = system.command("--role", "bot", "--accounts", "alice")
+    assert (
+        not_a_bot.returncode == 2 and "'alice' is not a configured bot account" in not_a_bot.stderr
+    )
+    demo_off = system.command("--demo-seconds", "5")
+    assert demo_off.returncode == 2 and "--demo-seconds is for the demo" in demo_off.stderr
+    assert not (tmp_path / "data" / "sandbox").exists()
