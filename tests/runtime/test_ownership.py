@@ -14,8 +14,8 @@ from runtime.client import Client
 from runtime.errors import RequestError
 from tests.runtime.conftest import start_node
 from tests.runtime.support import (
-    HEARTBEAT_S,
-    LIVENESS,
+    SHORT_HEARTBEAT_S,
+    SHORT_LIVENESS,
     Proc,
     System,
     current_owner,
@@ -25,7 +25,14 @@ from tests.runtime.support import (
 
 # The README's bound: a dead node's addresses move on within its lease's expiry (counted
 # from its last heartbeat) plus a quarter interval.
-RELEASE_BOUND_S = lease_bounds(HEARTBEAT_S, LIVENESS)[1] + HEARTBEAT_S / 4
+RELEASE_BOUND_S = lease_bounds(SHORT_HEARTBEAT_S, SHORT_LIVENESS)[1] + SHORT_HEARTBEAT_S / 4
+
+
+@pytest.fixture
+def system(system: System) -> System:
+    """The short lease: these tests measure takeover and expiry."""
+    system.short_lease()
+    return system
 
 
 def test_second_node_is_refused_with_the_owner_named(system: System, broker: Proc) -> None:
