@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from runtime.client import Client
 from sandbox import SandboxThread
 from sandbox.control import Account, Message
-from tests.runtime.support import Proc, wait_until
+from tests.runtime.support import START_S, Proc, wait_until
 from tests.session.conftest import Sessions
 from tests.session.support import log_in
 
@@ -116,7 +116,9 @@ def app_node(sessions: Sessions, node_id: str, actors: str, *extra: str) -> Proc
         name=node_id,
     )
     wait_until(
-        lambda: proc.has_logged("hosting address") or proc.popen.poll() is not None, 30, node_id
+        lambda: proc.has_logged("hosting address") or proc.popen.poll() is not None,
+        START_S,
+        node_id,
     )
     assert proc.popen.poll() is None, proc.log_text()[-2000:]
     return proc

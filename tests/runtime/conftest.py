@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runtime.client import Client
-from tests.runtime.support import Proc, System, wait_until
+from tests.runtime.support import START_S, Proc, System, wait_until
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def start_node(system: System, node_id: str, actors: str = "echo", *extra: str) 
             or proc.popen.poll() is not None
             or proc.has_logged("address refused")
         ),
-        20,
+        START_S,
         f"node {node_id} to start",
     )
     return proc

@@ -34,6 +34,9 @@ LIVENESS = 6
 # The lease of the tests that measure takeover and expiry (0.6 s), to keep them quick.
 SHORT_HEARTBEAT_S = 0.2
 SHORT_LIVENESS = 3
+# How long a started process may take to serve before a test gives up on it: its imports
+# alone take 2 s idle and over 15 s beside a CPU hog on a busy 2-core machine.
+START_S = 60
 
 
 def free_port() -> int:
@@ -155,7 +158,12 @@ class System:
     def run_broker(self, name: str = "broker", env: dict[str, str] | None = None) -> Proc:
         """Start ``run.py --role broker`` and wait until it serves."""
         proc = self.run("--role", "broker", name=name, env=env)
-        wait_until(lambda: proc.has_logged("broker serving"), 15, "the broker to bind")
+        wait_until(
+            lambda: proc.has_logged("broker serving") or proc.popen.poll() is not None,
+            START_S,
+            "the broker to bind",
+        )
+        assert proc.popen.poll() is None, proc.log_text()
         return proc
 
     def serving_node(self, node_id: str, actors: str, logged: str, *extra: str) -> Proc:
@@ -166,7 +174,7 @@ class System:
         )  # fmt: skip
         wait_until(
             lambda: node.has_logged(logged) or node.popen.poll() is not None,
-            30,
+            START_S,
             f"{node_id} to log {logged!r}",
         )
         assert node.popen.poll() is None, node.log_text()

@@ -17,7 +17,7 @@ import pytest
 from protocols import session as s
 from runtime.client import Client
 from sandbox import SandboxThread
-from tests.runtime.support import Proc, System, wait_until
+from tests.runtime.support import START_S, Proc, System, wait_until
 
 if TYPE_CHECKING:
     from tests.session.support import Hosted, Phones
@@ -122,7 +122,7 @@ class Sessions(System):
                 or proc.popen.poll() is not None
                 or proc.has_logged("address refused")
             ),
-            30,
+            START_S,
             f"node {node_id} to start",
         )
         return proc

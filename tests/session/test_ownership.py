@@ -26,7 +26,7 @@ from runtime.launcher import start_broker, start_node
 from runtime.locks import SessionFileLock, SessionLockedError
 from runtime.node import Node
 from sandbox import SandboxThread
-from tests.runtime.support import Proc, wait_until
+from tests.runtime.support import START_S, Proc, wait_until
 from tests.session.conftest import Sessions
 from tests.session.support import CALL_TIMEOUT, log_in, refused
 
@@ -133,7 +133,7 @@ def test_node_behind_another_broker_fails_on_the_file_lock(
     other = Sessions(sessions.tmp, sandbox=sandbox, accounts=dict(sessions.accounts))
     try:
         other_broker = other.run("--role", "broker", name="broker2")
-        wait_until(lambda: other_broker.has_logged("broker serving"), 15, "broker2 to bind")
+        wait_until(lambda: other_broker.has_logged("broker serving"), START_S, "broker2 to bind")
         intruder = other.node("n2", "alice")
 
         def failed() -> str:
