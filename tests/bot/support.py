@@ -47,7 +47,12 @@ class World:
         def found() -> Message | None:
             return next((m for m in self.chat(user) if needle in m.text), None)
 
-        return wait_until(found, timeout, f"a bot message with {needle!r}")  # type: ignore[return-value]
+        try:
+            return wait_until(found, timeout, f"a bot message with {needle!r}")  # type: ignore[return-value]
+        except AssertionError as exc:
+            # What the bot did say tells a lost command from a wrong or late answer.
+            said = [m.text[:120] for m in self.chat(user)][-8:]
+            raise AssertionError(f"{exc}; the bot's messages in that chat: {said}") from None
 
     def channel(self, prefix: str = "chan") -> str:
         name = f"{prefix}{next(_names)}news"

@@ -34,6 +34,11 @@ def allowlist(user: Account, admin: Account) -> list[str]:
     ]
 
 
+def watching(name: str) -> str:
+    """The start of /add_channel's outcome for the channel ``name`` made by World.channel."""
+    return f"Watching {name.title()} (@{name})"
+
+
 @pytest.fixture
 def world(sessions: Sessions, sandbox: SandboxThread) -> World:
     return start_world(sessions, sandbox, allowlist)
@@ -43,10 +48,11 @@ def test_add_list_deliver_and_remove_across_processes(world: World) -> None:
     control = world.sandbox.control
     first, second = world.channel(), world.channel()
     world.say(f"/add_channel @{first}")
-    done = world.wait_reply("Watching")
-    assert first in done.text and done.edit_date is not None  # the "adding" message, edited
+    done = world.wait_reply(watching(first))
+    assert done.edit_date is not None  # the "adding" message, edited
     world.say(f"/add_channel https://t.me/{second} sport")
-    world.wait_reply(f"@{second}")
+    # The outcome, not "Adding @second…": /my_channels lists it only once it is subscribed.
+    world.wait_reply(watching(second))
     world.say("/my_channels")
     listing = world.wait_reply("Your channels (2)")
     assert first in listing.text and second in listing.text
