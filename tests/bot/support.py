@@ -8,6 +8,7 @@ are sandbox users who message the bot and press its buttons.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -94,7 +95,7 @@ def start_world(
         log_in(sessions, client, "reader", phone)
     procs["app"] = app_node(sessions, "app", "store=store:main,parser=parser:main")
     procs["bot"] = app_node(sessions, "botnode", "bot=bot:newsbot")
-    return World(
+    world = World(
         sessions,
         sandbox,
         Account(bot.id, 0, "", bot.username, None, True),
@@ -104,6 +105,26 @@ def start_world(
         reader.id,
         procs,
     )
+    wait_listening(world, person(sandbox, "probe"))
+    return world
+
+
+def wait_listening(world: World, probe: Account, timeout: float = 30.0) -> None:
+    """Wait until the bot answers ``probe``'s /start, asking again every second.
+
+    "hosting address" only says the bot actor started: its bus subscription still has to
+    travel to the broker and on to the session node's publisher, and a command published
+    before that is lost (the bus is at most once), so a test's first command could go
+    unanswered. Any answer (a refusal too) shows that commands now reach the bot.
+    """
+    give_up = time.monotonic() + timeout
+    while not world.chat(probe):
+        if time.monotonic() > give_up:
+            raise AssertionError(f"the bot answered no /start within {timeout}s")
+        world.say("/start", probe)
+        asked = time.monotonic()
+        while not world.chat(probe) and time.monotonic() - asked < 1.0:
+            time.sleep(0.05)
 
 
 def app_node(sessions: Sessions, node_id: str, actors: str, *extra: str) -> Proc:
