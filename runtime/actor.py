@@ -3,15 +3,16 @@
 An :class:`Actor` is plain state plus handlers declared with
 :func:`runtime.handlers.handles`. The runtime calls :meth:`Actor.handle` for one request
 at a time and :meth:`Actor.on_event` for one bus event at a time, in arrival order, from
-the actor's own thread (see :mod:`runtime.mailbox`), so an actor needs no locks around its
-state. The only ways out are the reply a handler returns and the :class:`ActorContext` it
-was built with.
+the actor's own thread, or for an :class:`AsyncActor` from the process's asyncio loop (see
+:mod:`runtime.mailbox`), so an actor needs no locks around its state. The only ways out
+are the reply a handler returns and the :class:`ActorContext` it was built with.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -26,7 +27,7 @@ from runtime.errors import check_reply
 from runtime.handlers import Handler, table
 from runtime.loop import get_loop_thread
 
-__all__ = ["Actor", "ActorContext", "ActorFactory", "Port", "Reply"]
+__all__ = ["Actor", "ActorContext", "ActorFactory", "AsyncActor", "Port", "Reply", "on_loop"]
 
 R = TypeVar("R", bound=Message)
 
@@ -232,4 +233,28 @@ class Actor:
             self.ctx.log.error("event handler failed", exc_info=done.exception())
 
 
+class AsyncActor(Actor):
+    """An actor whose mailbox lives on the process's asyncio loop: no thread of its own.
+
+    For actors that do their work in coroutines (a session actor driving Telethon): an idle
+    one costs a queue and a suspended task. Messages still come one at a time, with every
+    guarantee of :mod:`runtime.mailbox`. Everything runs on the loop thread, so nothing
+    may block: sync handlers and ``on_idle`` must be quick, and the lifecycle hooks are
+    coroutines.
+    """
+
+    async def on_start(self) -> None:  # type: ignore[override]
+        """Awaited on the loop before the first message; may raise (supervised)."""
+
+    async def on_stop(self) -> None:  # type: ignore[override]
+        """Awaited on the loop after the last message, and before a restart."""
+
+
 ActorFactory = Callable[[ActorContext], Actor]
+
+
+def on_loop(factory: ActorFactory) -> bool:
+    """True if ``factory`` builds an :class:`AsyncActor`: the class itself, or a
+    ``functools.partial`` of it. Such an actor's mailbox runs on the asyncio loop."""
+    built = factory.func if isinstance(factory, functools.partial) else factory
+    return isinstance(built, type) and issubclass(built, AsyncActor)

@@ -1,8 +1,14 @@
-"""The mailbox: a pykka thread that feeds one actor its requests, one at a time.
+"""The mailbox: a runner that feeds one actor its requests, one at a time.
 
-Guarantees:
+An ordinary :class:`~runtime.actor.Actor` gets a pykka thread of its own. An
+:class:`~runtime.actor.AsyncActor` gets a task on the process's asyncio loop instead
+(:mod:`runtime.loop`): an idle one costs a queue and a suspended coroutine, not a thread,
+so a node can host hundreds. Both runners share everything but the waiting.
 
-* one message at a time, in arrival order (pykka's inbox and thread);
+Guarantees (both runners):
+
+* one message at a time, in arrival order (pykka's inbox and thread, or an asyncio queue
+  and one task);
 * bounded: the node checks :attr:`Mailbox.depth` before enqueueing and answers ``Busy``
   when it is at ``capacity``, so nothing is dropped silently;
 * bus events the actor subscribed to (:meth:`Mailbox.deliver`) wait in the same queue and
@@ -20,11 +26,13 @@ Guarantees:
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +45,10 @@ from protocols.broker import ActorInfo
 from protocols.codec import FrameError, body_type, open_body, pack_body
 from protocols.envelope import Envelope
 from protocols.events import ActorStateChanged, actor_topic
-from runtime.actor import Actor, ActorContext, ActorFactory, Port
+from runtime.actor import Actor, ActorContext, ActorFactory, AsyncActor, Port, on_loop
 from runtime.errors import RequestError
 from runtime.idempotency import IdempotencyCache
+from runtime.loop import get_loop_thread
 from runtime.supervisor import ActorState, RestartPolicy, Supervision
 
 
@@ -93,7 +102,14 @@ class Mailbox:
         self.events_enqueued = 0  # written by the bus thread only
         self.events_dequeued = 0  # written by the runner's thread only
         self.events_dropped = 0  # written by the bus thread only
-        self._ref = _Runner.start(self, factory, port)
+        if on_loop(factory):
+            runner = _LoopRunner(self, factory, port)
+            self._tell: Callable[[Any], None] = runner.tell
+            self._stop: Callable[[float | None], None] = runner.stop
+        else:
+            ref = _ThreadRunner.start(self, factory, port)
+            self._tell = ref.tell
+            self._stop = lambda timeout: ref.stop(block=timeout is not None, timeout=timeout)
 
     @property
     def depth(self) -> int:
@@ -115,7 +131,7 @@ class Mailbox:
     def tell(self, envelope: Envelope) -> None:
         """Queue a request (the caller checked :attr:`depth` against :attr:`capacity`)."""
         self.enqueued += 1
-        self._ref.tell(envelope)
+        self._tell(envelope)
 
     def deliver(self, topic: str, event: Message) -> bool:
         """Queue a bus event for the actor; False (and counted) if the mailbox is full.
@@ -126,7 +142,7 @@ class Mailbox:
             self.events_dropped += 1
             return False
         self.events_enqueued += 1
-        self._ref.tell(_Event(topic, event))
+        self._tell(_Event(topic, event))
         return True
 
     def stop(self, timeout: float | None = None) -> None:
@@ -136,30 +152,27 @@ class Mailbox:
         Raises pykka's Timeout if it does not drain in time.
         """
         self.stopping.set()
-        self._ref.stop(block=timeout is not None, timeout=timeout)
+        self._stop(timeout)
 
     def abandon(self) -> None:
         """Stop as soon as the current message is done, skipping queued requests.
 
         For an address this node may no longer own: the node answers what was queued.
-        Returns at once; the actor's ``on_stop`` runs on its own thread.
+        Returns at once; the actor's ``on_stop`` runs on its runner.
         """
         self.abandoned.set()
         self.stop()
 
 
-class _Runner(pykka.ThreadingActor):
-    """The mailbox's thread: builds the actor and feeds it one message at a time."""
+class _Core:
+    """What both runners share: taking one message, replies, idempotency, crash records.
 
-    use_daemon_thread = True
-
-    @staticmethod
-    def _create_actor_inbox() -> queue.SimpleQueue[Any]:
-        # pykka needs only put/get/empty; SimpleQueue does them with less locking.
-        return queue.SimpleQueue()
+    Nothing here blocks or waits. A crash only marks the actor broken (:meth:`_fail`);
+    the runner then retires it, waits out the backoff and builds a new one before it
+    takes the next message, each runner in its own way of waiting.
+    """
 
     def __init__(self, mailbox: Mailbox, factory: ActorFactory, port: Port) -> None:
-        super().__init__()
         self.address = mailbox.address
         self.ctx = mailbox.ctx
         self._mailbox = mailbox
@@ -168,29 +181,27 @@ class _Runner(pykka.ThreadingActor):
         self._factory = factory
         self._port = port
         self._actor: Actor | None = None
+        self._broken: Actor | None = None  # crashed, not retired yet
+        self._error: str | None = None  # the crash waiting to be supervised
         self._generation = 0  # bumped for every actor instance built
         self._idempotency = IdempotencyCache()
         # Idempotency keys whose first request is deferred, with every request waiting on it.
         self._in_flight: dict[str, list[Envelope]] = {}
 
-    def on_start(self) -> None:
-        self._build()
+    def _hand_back(self, item: _Settled | _Crashed) -> None:
+        """Queue a settled future or a crash for this runner (from any thread)."""
+        raise NotImplementedError
 
-    def on_stop(self) -> None:
-        self._retire()
-        if self._supervision.state is not ActorState.FAILED:
-            self._supervision.state = ActorState.STOPPED
+    # -- one message ---------------------------------------------------------------------
 
-    def on_receive(self, message: Envelope | _Event | _Settled | _Crashed) -> None:
+    def _receive(self, message: Envelope | _Event | _Settled | _Crashed) -> None:
         if isinstance(message, _Settled):
             self._settle(message)
         elif isinstance(message, _Crashed):
             # A bug in a deferred handler is a crash like any other, unless the instance
             # that failed was already replaced.
-            if message.generation == self._generation and self._recover(
-                message.error, message.envelope
-            ):
-                self._build()
+            if message.generation == self._generation:
+                self._fail(message.error, message.envelope)
         elif isinstance(message, _Event):
             self._mailbox.events_dequeued += 1
             self._notify(message)
@@ -210,8 +221,7 @@ class _Runner(pykka.ThreadingActor):
         try:
             self._actor.on_idle()
         except Exception as exc:
-            if self._recover(exc, None):
-                self._build()
+            self._fail(exc, None)
 
     def _reply(self, envelope: Envelope, body: msgspec.Raw, started: float) -> None:
         """Send the reply; at debug level, log the request, its reply and its latency."""
@@ -248,16 +258,15 @@ class _Runner(pykka.ThreadingActor):
         try:
             result = self._actor.handle(body, envelope)
         except Exception as exc:
-            if self._recover(exc, envelope):
-                self._build()
+            self._fail(exc, envelope)
             return pack_body(errors.Internal(message=f"{type(exc).__name__} in {self.address}"))
         if isinstance(result, concurrent.futures.Future):
             generation = self._generation
             if key:
-                # The idempotency cache is this thread's: settle keyed requests here.
+                # The idempotency cache is the runner's: settle keyed requests there.
                 self._in_flight[key] = [envelope]
                 result.add_done_callback(
-                    lambda f: self._ref_tell(_Settled(envelope, f, started, generation))
+                    lambda f: self._hand_back(_Settled(envelope, f, started, generation))
                 )
             else:
                 # Nothing to remember: reply from the thread that settled it, one hand-off
@@ -278,15 +287,7 @@ class _Runner(pykka.ThreadingActor):
         try:
             self._actor.on_event(item.topic, item.event)
         except Exception as exc:
-            if self._recover(exc, None):
-                self._build()
-
-    def _ref_tell(self, item: _Settled | _Crashed) -> None:
-        """Hand a settled future or a crash back to this mailbox's thread (any thread)."""
-        try:
-            self.actor_ref.tell(item)
-        except pykka.ActorDeadError:
-            self.ctx.log.warning("result after stop dropped", request_id=item.envelope.id)
+            self._fail(exc, None)
 
     def _settle(self, settled: _Settled) -> None:
         """Reply to a deferred keyed request and to the repeats of its key; remember it."""
@@ -309,7 +310,7 @@ class _Runner(pykka.ThreadingActor):
 
         A ``RequestError`` (a typed ask that was refused) passes its error on as the
         reply. Any other exception is ``Internal``, and the actor instance that made the
-        future is restarted (from this mailbox's thread).
+        future is restarted (by the runner).
         """
         try:
             return pack_body(future.result())
@@ -318,56 +319,73 @@ class _Runner(pykka.ThreadingActor):
         except concurrent.futures.CancelledError:
             return pack_body(errors.Internal(message=f"cancelled in {self.address}"))
         except Exception as exc:
-            self._ref_tell(_Crashed(exc, envelope, generation))
+            self._hand_back(_Crashed(exc, envelope, generation))
             return pack_body(errors.Internal(message=f"{type(exc).__name__} in {self.address}"))
 
-    def _build(self) -> None:
-        """Create the actor and run its on_start, retrying under supervision."""
-        while not self._stopping.is_set():
-            self._lifecycle("actor starting")
-            try:
-                actor = self._factory(self.ctx)
-                actor.on_start()
-            except Exception as exc:
-                self._lifecycle("actor stopped")
-                if not self._recover(exc, None):
-                    return
-                continue
-            self._actor = actor
-            self._generation += 1
-            self._supervision.state = ActorState.RUNNING
-            self._publish_state()
-            return
+    # -- the lifecycle, in steps each runner sequences with its own waiting ---------------
 
-    def _recover(self, exc: BaseException, envelope: Envelope | None) -> bool:
-        """Record a crash and wait out its backoff; False if the actor is now failed."""
-        error = f"{type(exc).__name__}: {exc}"
+    def _fail(self, exc: BaseException, envelope: Envelope | None) -> None:
+        """Log a crash and mark the actor broken: the runner restarts it before going on."""
         self.ctx.log.error(
             "actor crashed",
-            error=error,
+            error=f"{type(exc).__name__}: {exc}",
             request_id=envelope.id if envelope else None,
             exc_info=exc,
         )
-        self._retire()
+        if self._error is None:
+            self._error = f"{type(exc).__name__}: {exc}"
+            self._broken, self._actor = self._actor, None
+
+    def _next_step(self) -> str:
+        """What the runner does next: ``retire`` a broken actor, ``build`` one, or ``rest``."""
+        if self._error is not None:
+            return "retire"
+        if self._actor is None and not self._stopping.is_set():
+            return "rest" if self._supervision.state is ActorState.FAILED else "build"
+        return "rest"
+
+    def _instance(self) -> Actor:
+        """A new actor from the factory (its on_start is the runner's to call)."""
+        self._lifecycle("actor starting")
+        return self._factory(self.ctx)
+
+    def _started(self, actor: Actor) -> None:
+        self._actor = actor
+        self._generation += 1
+        self._supervision.state = ActorState.RUNNING
+        self._publish_state()
+
+    def _start_failed(self, exc: BaseException) -> None:
+        self._lifecycle("actor stopped")
+        self._fail(exc, None)
+
+    def _take_actor(self) -> Actor | None:
+        """The instance to stop (live or broken); the runner calls its on_stop."""
+        actor = self._actor or self._broken
+        self._actor = self._broken = None
+        return actor
+
+    def _stopped(self, exc: BaseException | None) -> None:
+        if exc is not None:
+            self.ctx.log.warning("on_stop raised", error=f"{type(exc).__name__}: {exc}")
+        self._lifecycle("actor stopped")
+
+    def _supervise(self) -> float | None:
+        """Record the pending crash: the backoff to wait, or None if the actor is now failed."""
+        error, self._error = self._error or "", None
         delay = self._supervision.crashed(error)
         self._publish_state()
         if delay is None:
             self.ctx.log.error("actor failed", reason=self._supervision.describe_failure())
-            return False
+            return None
         self.ctx.log.warning(
             "actor restarting", after_s=round(delay, 3), restarts=self._supervision.restarts
         )
-        return not self._stopping.wait(delay)
+        return delay
 
-    def _retire(self) -> None:
-        actor, self._actor = self._actor, None
-        if actor is None:
-            return
-        try:
-            actor.on_stop()
-        except Exception as exc:
-            self.ctx.log.warning("on_stop raised", error=f"{type(exc).__name__}: {exc}")
-        self._lifecycle("actor stopped")
+    def _finished(self) -> None:
+        if self._supervision.state is not ActorState.FAILED:
+            self._supervision.state = ActorState.STOPPED
 
     def _lifecycle(self, event: str) -> None:
         """Record when the actor may be live: from before it starts to after it stopped.
@@ -383,3 +401,151 @@ class _Runner(pykka.ThreadingActor):
             address=self.address, state=s.state.value, restarts=s.restarts, reason=s.last_error
         )
         self._port.publish(actor_topic(self.address), event)
+
+
+class _ThreadRunner(_Core, pykka.ThreadingActor):
+    """A mailbox on a pykka thread of its own: the actor's hooks may block."""
+
+    use_daemon_thread = True
+
+    @staticmethod
+    def _create_actor_inbox() -> queue.SimpleQueue[Any]:
+        # pykka needs only put/get/empty; SimpleQueue does them with less locking.
+        return queue.SimpleQueue()
+
+    def __init__(self, mailbox: Mailbox, factory: ActorFactory, port: Port) -> None:
+        pykka.ThreadingActor.__init__(self)
+        _Core.__init__(self, mailbox, factory, port)
+
+    def on_start(self) -> None:
+        self._run_lifecycle()
+
+    def on_stop(self) -> None:
+        self._stop_actor()
+        self._finished()
+
+    def on_receive(self, message: Envelope | _Event | _Settled | _Crashed) -> None:
+        self._receive(message)
+        self._run_lifecycle()
+
+    def _hand_back(self, item: _Settled | _Crashed) -> None:
+        try:
+            self.actor_ref.tell(item)
+        except pykka.ActorDeadError:
+            self.ctx.log.warning("result after stop dropped", request_id=item.envelope.id)
+
+    def _run_lifecycle(self) -> None:
+        """Build the actor, or retire a crashed one and rebuild it after its backoff."""
+        while (step := self._next_step()) != "rest":
+            if step == "retire":
+                self._stop_actor()
+                delay = self._supervise()
+                if delay is None or self._stopping.wait(delay):
+                    return
+                continue
+            try:
+                actor = self._instance()
+                actor.on_start()
+            except Exception as exc:
+                self._start_failed(exc)
+                continue
+            self._started(actor)
+
+    def _stop_actor(self) -> None:
+        actor = self._take_actor()
+        if actor is None:
+            return
+        try:
+            actor.on_stop()
+        except Exception as exc:
+            self._stopped(exc)
+            return
+        self._stopped(None)
+
+
+_STOP = object()  # queued by _LoopRunner.stop: everything before it is handled first
+_BACKOFF_TICK_S = 0.05  # how often a backoff on the loop looks whether stop was asked
+
+
+class _LoopRunner(_Core):
+    """A mailbox on the process's asyncio loop: a queue and one task, no thread.
+
+    For :class:`AsyncActor` only: its handlers run on the loop thread and must not block,
+    and its ``on_start``/``on_stop`` are coroutines awaited here.
+    """
+
+    def __init__(self, mailbox: Mailbox, factory: ActorFactory, port: Port) -> None:
+        super().__init__(mailbox, factory, port)
+        self._loop = get_loop_thread()
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._done = self._loop.submit(self._main())
+
+    def tell(self, item: Any) -> None:
+        """Queue ``item`` (from any thread); dropped with a warning once the loop is gone."""
+        try:
+            self._loop.call_soon(self._queue.put_nowait, item)
+        except RuntimeError:
+            self.ctx.log.warning("message after stop dropped")
+
+    def stop(self, timeout: float | None) -> None:
+        """Stop after what is queued; with a timeout, wait for it (pykka.Timeout if late).
+
+        Must not be called with a timeout from the loop thread (it would wait on itself).
+        """
+        self.tell(_STOP)
+        if timeout is None:
+            return
+        try:
+            self._done.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise pykka.Timeout(f"{self.address} did not stop in {timeout}s") from None
+
+    def _hand_back(self, item: _Settled | _Crashed) -> None:
+        self.tell(item)
+
+    async def _main(self) -> None:
+        await self._run_lifecycle()
+        try:
+            while (message := await self._queue.get()) is not _STOP:
+                self._receive(message)
+                await self._run_lifecycle()
+        finally:
+            await self._stop_actor()
+            self._finished()
+
+    async def _run_lifecycle(self) -> None:
+        """Build the actor, or retire a crashed one and rebuild it after its backoff."""
+        while (step := self._next_step()) != "rest":
+            if step == "retire":
+                await self._stop_actor()
+                delay = self._supervise()
+                if delay is None or await self._backoff(delay):
+                    return
+                continue
+            try:
+                actor = self._instance()
+                assert isinstance(actor, AsyncActor), f"{type(actor).__name__} is no AsyncActor"
+                await actor.on_start()
+            except Exception as exc:
+                self._start_failed(exc)
+                continue
+            self._started(actor)
+
+    async def _backoff(self, delay: float) -> bool:
+        """Wait ``delay`` seconds; True if the mailbox is stopping (at once if it is)."""
+        until = time.monotonic() + delay
+        while not self._stopping.is_set() and (left := until - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, _BACKOFF_TICK_S))
+        return self._stopping.is_set()
+
+    async def _stop_actor(self) -> None:
+        actor = self._take_actor()
+        if actor is None:
+            return
+        assert isinstance(actor, AsyncActor)
+        try:
+            await actor.on_stop()
+        except Exception as exc:
+            self._stopped(exc)
+            return
+        self._stopped(None)

@@ -26,9 +26,8 @@ from config import AccountSettings, SessionSettings
 from protocols import errors
 from protocols.base import Message
 from protocols.envelope import Envelope
-from runtime.actor import Actor, ActorContext
+from runtime.actor import ActorContext, AsyncActor
 from runtime.locks import SessionFileLock
-from runtime.loop import get_loop_thread
 
 __all__ = ["SessionActor", "open_session_file", "session_address", "session_path"]
 
@@ -57,8 +56,12 @@ def open_session_file(path: Path) -> SQLiteSession:
     return SQLiteSession(str(path))
 
 
-class SessionActor(RequestHandlers, LoginHandlers, Actor):
-    """Owns one account's Telethon client; answers the session conversation."""
+class SessionActor(RequestHandlers, LoginHandlers, AsyncActor):
+    """Owns one account's Telethon client; answers the session conversation.
+
+    An :class:`AsyncActor`: its mailbox, lifecycle and handlers all run on the process's
+    asyncio loop, so an idle account costs no thread.
+    """
 
     # Built once by on_start (on the loop), there for the actor's whole running life.
     conn: Connection
@@ -77,23 +80,24 @@ class SessionActor(RequestHandlers, LoginHandlers, Actor):
         self.timing = session_settings
         self.data_dir = data_dir
         self.login = PendingLogin()
-        self._loop = get_loop_thread()
         # Held for a session file; a session string has no file to lock.
         self._lock: SessionFileLock | None = None
 
-    # -- lifecycle (the mailbox thread) ----------------------------------------------------
+    # -- lifecycle (on the loop) ---------------------------------------------------------
 
-    def on_start(self) -> None:
+    async def on_start(self) -> None:
         session = self._open_session()
         try:
-            self.conn = self._loop.run(self._boot(session), timeout=self.timing.ping_timeout_s)
+            async with asyncio.timeout(self.timing.ping_timeout_s):
+                self.conn = await self._boot(session)
         except BaseException:
             self._release_lock()
             raise
 
-    def on_stop(self) -> None:
+    async def on_stop(self) -> None:
         try:
-            self._loop.run(self._shutdown(), timeout=self.timing.ping_timeout_s)
+            async with asyncio.timeout(self.timing.ping_timeout_s):
+                await self._shutdown()
         finally:
             self._release_lock()
 
@@ -121,7 +125,7 @@ class SessionActor(RequestHandlers, LoginHandlers, Actor):
         self.login.cancel_qr()
         await self.conn.close()
 
-    # -- every request (the loop thread) -------------------------------------------------
+    # -- every request -------------------------------------------------------------------
 
     async def guard(self, work: Awaitable[Message], body: Message, env: Envelope) -> Message:
         """Every request on the loop: its deadline, and Telegram's errors as typed errors.

@@ -24,6 +24,7 @@ from runtime.actor import ActorContext
 from runtime.client import Client
 from runtime.launcher import start_broker, start_node
 from runtime.locks import SessionFileLock, SessionLockedError
+from runtime.loop import get_loop_thread
 from runtime.node import Node
 from sandbox import SandboxThread
 from tests.runtime.support import START_S, Proc, wait_until
@@ -111,7 +112,7 @@ def test_second_session_actor_in_the_same_process_fails_fast(
             data_dir=settings.data_dir,
         )
         with pytest.raises(SessionLockedError) as caught:
-            intruder.on_start()
+            get_loop_thread().run(intruder.on_start(), timeout=10)
         assert caught.value.pid == os.getpid()
         assert caught.value.path == sessions.data_dir / "sessions" / "alice.session"
         assert f"pid {os.getpid()}" in str(caught.value)
