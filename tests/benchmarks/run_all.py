@@ -1,6 +1,6 @@
 """Run every benchmark, one after the other, and print their summary lines together.
 
-    python tests/benchmarks/run_all.py --quick     # about 4 minutes on 2 cores
+    python tests/benchmarks/run_all.py --quick     # about 8 minutes on 2 cores
 
 Each benchmark runs in its own process (as when started alone) and prints its own table;
 this collects the last line of each, its JSON summary, and prints them all at the end,
@@ -32,6 +32,7 @@ BENCHMARKS = (
     "monitor_scale",
     "bot_roundtrip",
     "delivery",
+    "accounts_scale",
 )
 
 
