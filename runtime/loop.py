@@ -1,8 +1,9 @@
 """One asyncio event loop thread per process, for actors that need to run coroutines.
 
-pykka actors run in their own threads and handle one message at a time; a session actor
-drives Telethon, which is asyncio. `get_loop_thread` gives every actor in the process the
-same loop thread; an actor calls `LoopThread.run` to run a coroutine there and wait for its
+pykka actors run in their own threads and handle one message at a time; coroutine
+handlers and whole :class:`~runtime.actor.AsyncActor` mailboxes (the session actor, which
+drives Telethon) run here. `get_loop_thread` gives every actor in the process the same
+loop thread; a threaded actor calls `LoopThread.run` to run a coroutine there and wait for its
 result with a timeout. On timeout the coroutine is cancelled and `run` returns only after
 it has finished unwinding, so the actor's next message never overlaps with the last one.
 """

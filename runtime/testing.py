@@ -1,7 +1,7 @@
 """Run one actor in process, without ZeroMQ: for unit tests of an actor's logic.
 
 :class:`ActorHarness` hosts the actor in a real :class:`runtime.mailbox.Mailbox` (its own
-thread, supervision, idempotency, one message at a time), wired to a :class:`FakePort`
+thread or, for an AsyncActor, a task on the loop; supervision, idempotency, one message at a time), wired to a :class:`FakePort`
 that records what the actor replies, asks and publishes, and answers its asks from a
 table. Cross-process guarantees (routing, ownership, deadlines enforced by the node) stay
 with the multi-process tests.
