@@ -3,8 +3,8 @@
 pykka actors run in their own threads and handle one message at a time; coroutine
 handlers and whole :class:`~runtime.actor.AsyncActor` mailboxes (the session actor, which
 drives Telethon) run here. `get_loop_thread` gives every actor in the process the same
-loop thread; a threaded actor calls `LoopThread.run` to run a coroutine there and wait for its
-result with a timeout. On timeout the coroutine is cancelled and `run` returns only after
+loop thread; a threaded actor calls `LoopThread.run` to run a coroutine there and wait for
+its result with a timeout. On timeout the coroutine is cancelled and `run` returns only after
 it has finished unwinding, so the actor's next message never overlaps with the last one.
 """
 

@@ -1,10 +1,10 @@
 """Run one actor in process, without ZeroMQ: for unit tests of an actor's logic.
 
 :class:`ActorHarness` hosts the actor in a real :class:`runtime.mailbox.Mailbox` (its own
-thread or, for an AsyncActor, a task on the loop; supervision, idempotency, one message at a time), wired to a :class:`FakePort`
-that records what the actor replies, asks and publishes, and answers its asks from a
-table. Cross-process guarantees (routing, ownership, deadlines enforced by the node) stay
-with the multi-process tests.
+thread or, for an AsyncActor, a task on the loop; supervision, idempotency, one message
+at a time), wired to a :class:`FakePort` that records what the actor replies, asks and
+publishes, and answers its asks from a table. Cross-process guarantees (routing,
+ownership, deadlines enforced by the node) stay with the multi-process tests.
 
     answers = {("store:main", PutPosts): PostsPut(stored=1)}
     with ActorHarness(ParserActor, answers=answers) as actor:
