@@ -497,6 +497,8 @@ class _LoopRunner(_Core):
             return
         try:
             self._done.result(timeout)
+        except concurrent.futures.CancelledError:
+            pass  # the loop stopped first: it cancelled the task, which ran on_stop
         except concurrent.futures.TimeoutError:
             raise pykka.Timeout(f"{self.address} did not stop in {timeout}s") from None
 
