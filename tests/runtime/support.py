@@ -27,6 +27,7 @@ from runtime.client import Client
 from runtime.errors import RequestError
 
 REPO = Path(__file__).resolve().parents[2]
+TRANSPORT_VARIABLE = "SWITCHBOARD_TEST_ENDPOINTS"
 # The lease of every test system: 3 s. With 0.6 s, a process starved for that long (load
 # average 10 on 2 cores) lost its lease and its actors stopped, failing unrelated tests.
 HEARTBEAT_S = 0.5
@@ -102,8 +103,9 @@ class System:
     tmp: Path
     overrides: dict[str, str] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
-    # The default endpoints (ipc sockets in the data dir) instead of free tcp ports.
-    local: bool = False
+    # The default endpoints (ipc sockets in the data dir) instead of free tcp ports; for
+    # every test with SWITCHBOARD_TEST_ENDPOINTS=ipc.
+    local: bool = field(default_factory=lambda: os.environ.get(TRANSPORT_VARIABLE) == "ipc")
 
     def __post_init__(self) -> None:
         if self.local:
