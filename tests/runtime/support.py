@@ -183,12 +183,13 @@ class System:
         return node
 
     def command(
-        self, *args: str, timeout: float = 30.0, input: str | None = None
+        self, *args: str, timeout: float = 30.0, input: str | None = None, cwd: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``python run.py ARGS`` to completion (status, call), ``input`` on its stdin."""
+        """Run ``python run.py ARGS`` to completion (status, call), ``input`` on its stdin,
+        in ``cwd`` (another host's directory, say; default: the test's)."""
         return subprocess.run(
             [sys.executable, str(REPO / "run.py"), *args],
-            cwd=self.tmp,
+            cwd=cwd or self.tmp,
             env=self.env(),
             capture_output=True,
             text=True,

@@ -3,9 +3,6 @@ own key the broker knows are served."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from protocols import demo, errors
@@ -14,7 +11,7 @@ from runtime.client import Client, Subscriber
 from runtime.curve import new_key_pair
 from runtime.errors import RequestError
 from tests.runtime.conftest import start_node
-from tests.runtime.support import REPO, System, wait_until
+from tests.runtime.support import System, wait_until
 
 
 def test_encrypted_links_serve_only_peers_with_the_broker_key(system: System) -> None:
@@ -61,37 +58,16 @@ def test_curve_keys_prints_blocks_to_paste_into_switchboard_toml(system: System)
     # status` there gets through the encrypted link.
     elsewhere = system.tmp / "other-host"
     elsewhere.mkdir()
-    peer = subprocess.run(
-        [sys.executable, str(REPO / "run.py"), "curve-keys", "--name", "other"],
-        cwd=elsewhere,
-        env=system.env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    peer = system.command("curve-keys", "--name", "other", cwd=elsewhere, timeout=30)
     assert peer.returncode == 0, peer.stderr
     _, own_block, peers_block = peer.stdout.strip().split("\n\n")
     (system.tmp / "switchboard.toml").write_text(broker_block + "\n\n" + peers_block + "\n")
     system.run_broker()
     key_line = own_block.splitlines()[-1]
     (elsewhere / "switchboard.toml").write_text(other_block + "\n" + key_line + "\n")
-    status = subprocess.run(
-        [sys.executable, str(REPO / "run.py"), "status", "--json"],
-        cwd=elsewhere,
-        env=system.env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    status = system.command("status", "--json", cwd=elsewhere, timeout=30)
     assert status.returncode == 0, status.stderr
     # Without the keys the same command gets no answer.
     (elsewhere / "switchboard.toml").unlink()
-    denied = subprocess.run(
-        [sys.executable, str(REPO / "run.py"), "status", "--timeout", "1"],
-        cwd=elsewhere,
-        env=system.env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    denied = system.command("status", "--timeout", "1", cwd=elsewhere, timeout=30)
     assert denied.returncode == 1

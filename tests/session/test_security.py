@@ -3,15 +3,11 @@ refused request never reaches Telegram; the host's own operator still exports.""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from protocols import errors
 from protocols import session as s
 from runtime.client import Client
 from runtime.curve import load_key_pair, new_key_pair
 from runtime.errors import RequestError
-from tests.runtime.support import REPO
 from tests.session.conftest import Sessions
 
 
@@ -26,14 +22,7 @@ def test_remote_peer_refused_before_telegram_local_operator_exports(sessions: Se
     # Another host: its own pair, the broker's public key, the same accounts.
     elsewhere = sessions.tmp / "apihost"
     elsewhere.mkdir()
-    made = subprocess.run(
-        [sys.executable, str(REPO / "run.py"), "curve-keys", "--name", "apihost"],
-        cwd=elsewhere,
-        env=sessions.env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    made = sessions.command("curve-keys", "--name", "apihost", cwd=elsewhere, timeout=30)
     assert made.returncode == 0, made.stderr
     key_file = elsewhere / "data" / "keys" / "apihost.key_secret"
     api_host = load_key_pair(key_file)
@@ -77,14 +66,7 @@ def test_remote_peer_refused_before_telegram_local_operator_exports(sessions: Se
     exported = sessions.command("export-session", "a")
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout.strip()
-    remote_export = subprocess.run(
-        [sys.executable, str(REPO / "run.py"), "export-session", "a"],
-        cwd=elsewhere,
-        env=sessions.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    remote_export = sessions.command("export-session", "a", cwd=elsewhere, timeout=60)
     assert remote_export.returncode == 1, remote_export.stderr
     assert "peers.apihost.deny lists ExportSession" in remote_export.stderr
     assert remote_export.stdout.strip() == ""
