@@ -25,7 +25,7 @@ def broker(system: System) -> Proc:
 
 @pytest.fixture
 def client(system: System, broker: Proc) -> Iterator[Client]:
-    with Client(system.broker) as c:
+    with system.client() as c:
         yield c
 
 

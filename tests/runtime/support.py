@@ -24,6 +24,7 @@ import zmq
 
 from protocols.broker import GetStatus, Status
 from runtime.client import Client
+from runtime.curve import new_key_pair
 from runtime.errors import RequestError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,8 +107,14 @@ class System:
     # The default endpoints (ipc sockets in the data dir) instead of free tcp ports; for
     # every test with SWITCHBOARD_TEST_ENDPOINTS=ipc.
     local: bool = field(default_factory=lambda: os.environ.get(TRANSPORT_VARIABLE) == "ipc")
+    # tcp with CURVE on every link (the processes are the broker's host's: local peers);
+    # for every test with SWITCHBOARD_TEST_ENDPOINTS=curve. Clients: `System.client`.
+    curve: bool = field(default_factory=lambda: os.environ.get(TRANSPORT_VARIABLE) == "curve")
 
     def __post_init__(self) -> None:
+        self.curve_pair = new_key_pair() if self.curve else None
+        if self.curve_pair is not None:
+            self.overrides["SWITCHBOARD__RUNTIME__CURVE_SECRET_KEY"] = self.curve_pair[1]
         if self.local:
             sockets = self.tmp / "data" / "sockets"
             self.broker = f"ipc://{sockets}/broker.sock"
@@ -136,6 +143,16 @@ class System:
             }
         )
         return env
+
+    def client(self, identity: str | None = None) -> Client:
+        """A client of this system's broker (over CURVE, as a local peer, when it is on)."""
+        server_key = self.curve_pair[0] if self.curve_pair is not None else None
+        return Client(
+            self.broker,
+            identity=identity,
+            curve_server_key=server_key,
+            curve_key_pair=self.curve_pair,
+        )
 
     def short_lease(self) -> None:
         """Give the processes started from now on the short lease (``SHORT_HEARTBEAT_S`` x

@@ -120,7 +120,7 @@ def test_a_broker_restart_longer_than_the_lease_gives_the_address_back_to_its_ho
         broker.signal(signal.SIGKILL)
         broker.popen.wait()
         broker = system.run_broker(f"broker-{round_}", env=broker_env)
-        with Client(system.broker) as client:
+        with system.client() as client:
             wait_until(lambda: current_owner(client, "echo") == "owner", 30, "the owner back")
             assert client.request("echo", demo.Echo(text="hi")) == demo.Echoed(text="hi")
     assert owner.has_logged("lease expired, actors stopped until the broker confirms the grant")
