@@ -96,20 +96,22 @@ def test_login_at_the_terminal_then_export_and_import(sessions: Sessions) -> Non
 def test_login_by_scanning_the_qr_code_the_terminal_shows(sessions: Sessions) -> None:
     assert sessions.sandbox is not None
     phone, user = sessions.add_user("dave")
-    proc = _start(sessions, "login", "dave", "--qr")
-    assert proc.stdout is not None
-    code_lines: list[str] = []
-    while not (line := proc.stdout.readline()).startswith("Scan with Telegram"):
-        assert line, f"no QR code; stderr: {proc.stderr.read() if proc.stderr else ''}"
-        code_lines.append(line)
-
-    # Dave's phone scans what the terminal shows and accepts the token it reads.
-    shown = write_png(sessions.tmp / "terminal.png", terminal_bitmap("".join(code_lines)))
-    (url,) = zbar_decode(shown)
-    assert url.decode() in line  # the same URL, printed for those who cannot scan
     phones = Phones(sessions.sandbox)
     try:
+        # Dave's phone is logged in before the terminal shows a code: a code lives 30 s,
+        # and a phone's login (a new auth key) took longer than that on a busy machine.
         phone_client = phones.log_in(phone)
+        proc = _start(sessions, "login", "dave", "--qr")
+        assert proc.stdout is not None
+        code_lines: list[str] = []
+        while not (line := proc.stdout.readline()).startswith("Scan with Telegram"):
+            assert line, f"no QR code; stderr: {proc.stderr.read() if proc.stderr else ''}"
+            code_lines.append(line)
+
+        # Dave's phone scans what the terminal shows and accepts the token it reads.
+        shown = write_png(sessions.tmp / "terminal.png", terminal_bitmap("".join(code_lines)))
+        (url,) = zbar_decode(shown)
+        assert url.decode() in line  # the same URL, printed for those who cannot scan
         phones.run(phone_client(functions.auth.AcceptLoginTokenRequest(token_of(url))))
     finally:
         phones.close()
