@@ -24,7 +24,7 @@ from config import Secret, load_settings
 from protocols import session as s
 from runtime.client import AsyncClient, Client
 from sandbox import SandboxThread
-from tests.runtime.support import Proc, free_port, wait_until
+from tests.runtime.support import START_S, Proc, free_port, wait_until
 from tests.session.conftest import Sessions
 from tests.session.support import Phones, log_in
 
@@ -80,7 +80,7 @@ def api_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiSystem]:
         hosted = {"session:alice", "session:bob", "session:carol", "parser:main", "store:main"}
         wait_until(
             lambda: hosted <= {a.address for a in sessions.status().addresses},
-            30,
+            START_S,
             "n1 to host every address",
         )
         with Client(sessions.broker) as client:
