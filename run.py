@@ -44,12 +44,7 @@ from pathlib import Path
 
 import msgspec
 import structlog
-from telethon.sessions import StringSession
 
-from actors import actor_kinds, bot_actors, monitor_actors, session_actors
-from actors.demo import Demo, ErrorCounter
-from actors.qr import to_terminal
-from actors.session import open_session_file, session_address, session_path
 from config import ConfigError, Settings, accounts_toml, load_settings
 from config.settings import ACCOUNT_NAME_PATTERN
 from protocols.base import Request
@@ -67,6 +62,7 @@ from protocols.session import (
     SubmitCode,
     SubmitPassword,
     User,
+    session_address,
 )
 from runtime import curve
 from runtime.actor import ActorFactory
@@ -95,7 +91,6 @@ from runtime.locks import SessionFileLock, SessionLockedError
 from runtime.logging import configure_logging
 from runtime.node import Node
 from runtime.private import private_dirs, secure_at_rest
-from sandbox.demo import demo_settings, start_demo
 
 log = structlog.get_logger("run")
 
@@ -329,6 +324,10 @@ def _role_actors(settings: Settings, args: argparse.Namespace) -> dict[str, Acto
     EndpointError when it hosts the HTTP API and ``api.port`` is taken (checked here, before
     anything starts: once started, a taken port is only a restarting actor in the logs).
     """
+    # Imported here, not at the top: a broker (and status, call) needs none of the
+    # application, and its start-up time counts against the owners' leases on a restart.
+    from actors import actor_kinds, bot_actors, monitor_actors, session_actors
+
     specs = ROLE_ACTORS[args.role] if args.actors is None else args.actors
     kinds = actor_kinds(settings)
     actors = parse_actor_specs(_split(specs), kinds)
@@ -357,6 +356,9 @@ def _stop(node: Node | None, broker: Broker | None) -> None:
 def _run_demo(settings: Settings, args: argparse.Namespace) -> int:
     """The whole system against the demo sandbox, narrated; the full log goes to a file
     (or JSON on stderr with ``log.format = "json"``). Returns 0 if there was no error."""
+    from actors.demo import Demo, ErrorCounter
+    from sandbox.demo import demo_settings, start_demo
+
     _role_actors(settings, args)  # wrong arguments are refused before anything starts
     print("Switchboard demo: no account is configured, so the whole system runs against")
     print("a built-in Telegram sandbox (a real MTProto server on loopback).", flush=True)
@@ -454,6 +456,8 @@ def _reach_session(settings: Settings, account: str) -> contextlib.AbstractConte
 
     Raises UsageError for an account that is not configured.
     """
+    from actors import session_actors
+
     ((address, factory),) = session_actors(settings, [account]).items()
     return reach(settings, address, factory)
 
@@ -586,6 +590,8 @@ def _password_login(client: Client, address: str, hint: str) -> User:
 
 
 def _qr_login(client: Client, address: str) -> User | None:
+    from actors.qr import to_terminal
+
     for _ in range(_QR_ATTEMPTS):
         qr = client.request(address, StartQrLogin(), timeout=60)
         print(to_terminal(qr.url), end="")
@@ -624,6 +630,11 @@ def _export_session(settings: Settings, args: argparse.Namespace) -> int:
 
 def _import_session(settings: Settings, args: argparse.Namespace) -> int:
     """Write the account's session file from a StringSession read from stdin."""
+    from telethon.sessions import StringSession
+
+    from actors import session_actors
+    from actors.session import open_session_file, session_path
+
     session_actors(settings, [args.account])  # raises UsageError for an unknown account
     account = settings.account(args.account)
     if account.session_string:

@@ -19,6 +19,11 @@ from protocols.base import Message, Request
 PeerRef = str | int
 
 
+def session_address(account: str) -> str:
+    """The address of an account's session actor, ``session:<account>``."""
+    return f"session:{account}"
+
+
 class User(Message):
     id: int
     first_name: str = ""

@@ -26,17 +26,13 @@ from config import AccountSettings, SessionSettings
 from protocols import errors
 from protocols.base import Message
 from protocols.envelope import Envelope
+from protocols.session import session_address
 from runtime.actor import ActorContext, AsyncActor
 from runtime.locks import SessionFileLock
 
 __all__ = ["SessionActor", "open_session_file", "session_address", "session_path"]
 
 _DEFAULT_DEADLINE_S = 30.0
-
-
-def session_address(account: str) -> str:
-    """The address of an account's session actor."""
-    return f"session:{account}"
 
 
 def session_path(account: str, settings: AccountSettings, data_dir: str | os.PathLike[str]) -> Path:
