@@ -50,7 +50,7 @@ class BusListener:
         self._max_frame_bytes = max_frame_bytes
         self._control = f"inproc://switchboard-bus-{id(self):x}"
         self._local = threading.local()
-        self._sockets: list[zmq.Socket] = []
+        self._sockets: list[tuple[threading.Thread, zmq.Socket]] = []  # (owner, socket)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -66,14 +66,21 @@ class BusListener:
             self._push().send_multipart([_FORGET, address.encode()])
 
     def stop(self) -> None:
-        """Stop the thread and close every socket (call once, after the actors stopped)."""
+        """Stop the thread (call once, after the actors stopped).
+
+        Closes the control sockets of this thread and of threads that have ended; one
+        whose thread still runs goes with the process (closing it under a send of its
+        own thread would abort libzmq).
+        """
         if self._thread is not None:
             self._push().send(_STOP)
             self._thread.join(5.0)
+        me = threading.current_thread()
         with self._lock:
-            for sock in self._sockets:
-                sock.close(linger=0)
-            self._sockets.clear()
+            for owner, sock in self._sockets:
+                if owner is me or not owner.is_alive():
+                    sock.close(linger=0)
+            self._sockets = [(t, s) for t, s in self._sockets if t is not me and t.is_alive()]
 
     def _start(self) -> None:
         with self._lock:
@@ -89,7 +96,7 @@ class BusListener:
             sock = self._zmq.socket(zmq.PUSH)
             sock.connect(self._control)
             with self._lock:
-                self._sockets.append(sock)
+                self._sockets.append((threading.current_thread(), sock))
             self._local.push = sock
         return sock
 

@@ -829,7 +829,7 @@ class _ThreadSockets:
         self._broker_endpoint = broker_endpoint
         self._node_id = node_id
         self._local = threading.local()
-        self._all: list[zmq.Socket] = []
+        self._all: list[tuple[threading.Thread, zmq.Socket]] = []  # (owner, socket)
         self._lock = threading.Lock()
         self._dealers = itertools.count(1)
         self.prefix = node_id  # the node's socket identity, set by the node
@@ -857,7 +857,7 @@ class _ThreadSockets:
             curve.dial(sock, self._curve_server_key)
             sock.connect(self._broker_endpoint)
             with self._lock:
-                self._all.append(sock)
+                self._all.append((threading.current_thread(), sock))
             self._local.dealer = sock
         return sock
 
@@ -890,13 +890,21 @@ class _ThreadSockets:
         curve.dial(sock, curve_server_key)
         sock.connect(endpoint)
         with self._lock:
-            self._all.append(sock)
+            self._all.append((threading.current_thread(), sock))
         return sock
 
     def close_all(self) -> None:
-        """Close every thread's sockets; call once their threads are done with them."""
+        """Close the sockets of this thread and of every thread that has ended.
+
+        A socket whose thread still runs (the asyncio loop thread outlives a node) is left
+        open: closing a ZeroMQ socket while its own thread may be sending on it makes
+        libzmq abort the process. It goes with the process.
+        """
+        me = threading.current_thread()
         with self._lock:
-            for sock in self._all:
-                sock.close()
-            self._all.clear()
+            kept = [(t, sock) for t, sock in self._all if t is not me and t.is_alive()]
+            for owner, sock in self._all:
+                if owner is me or not owner.is_alive():
+                    sock.close()
+            self._all = kept
         self._local = threading.local()
