@@ -89,10 +89,14 @@ class Mailbox:
         port: Port,
         policy: RestartPolicy,
         capacity: int,
+        epoch: int = 0,
     ) -> None:
         self.address = address
         self.capacity = capacity
         self.ctx = ActorContext(address, port, lambda: self.depth)
+        # Set before the runner starts: an on_start that sends (on the loop, at once) must
+        # carry the grant's epoch, or the broker drops its packets as a stale owner's.
+        self.ctx.epoch = epoch
         self.supervision = Supervision(policy)
         self.stopping = threading.Event()
         # Set when the address may have moved on: queued requests are skipped, not run.

@@ -632,7 +632,12 @@ class Node:
         mailbox = self._mailboxes.get(address)
         if mailbox is None:
             mailbox = Mailbox(
-                address, factory, self, self.options.restart_policy, self.options.mailbox_size
+                address,
+                factory,
+                self,
+                self.options.restart_policy,
+                self.options.mailbox_size,
+                epoch=granted.epoch,
             )
             self._mailboxes[address] = mailbox
         mailbox.ctx.epoch = granted.epoch
