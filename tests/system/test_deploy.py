@@ -96,8 +96,18 @@ def test_supervisor_and_systemd_name_the_same_commands_that_run_py_accepts() -> 
         args = run._parser().parse_args(run._with_default_command(argv[2:]))  # noqa: SLF001
         assert args.command == "run" and args.role == ("node" if role == "sessions" else role)
     # The example settings load, and only the sessions process hosts session actors.
-    settings = load_settings(DEPLOY / "switchboard.toml")
+    # Its secrets come from the environment file the units name, never from the file.
+    assert "api_hash" not in (DEPLOY / "switchboard.toml").read_text().split("#")[0]
+    secrets = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / "secrets.env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    for unit in (DEPLOY / "systemd").glob("*.service"):
+        assert "EnvironmentFile=/etc/switchboard/secrets.env" in unit.read_text(), unit.name
+    settings = load_settings(DEPLOY / "switchboard.toml", env=secrets)
     assert settings.parser.readers == ["reader"] and settings.accounts["newsbot"].kind == "bot"
+    assert settings.accounts["newsbot"].bot_token is not None
 
 
 class Supervisor:
