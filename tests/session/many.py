@@ -32,11 +32,17 @@ def add_bots(sessions: Sessions, count: int) -> dict[str, int]:
 
 
 def ask_all(
-    client: Client, targets: Iterable[str], body: Message, timeout: float
+    client: Client,
+    targets: Iterable[str],
+    body: Message,
+    timeout: float,
+    *,
+    partial: bool = False,
 ) -> dict[str, Message]:
     """Send ``body`` to every target at once and collect one reply each.
 
-    Raises AssertionError naming how many replies are missing after ``timeout``.
+    Raises AssertionError naming how many replies are missing after ``timeout``, unless
+    ``partial``: then the replies that came are returned.
     """
     sent = {client.send(target, body, timeout=timeout): target for target in targets}
     replies: dict[str, Message] = {}
@@ -44,6 +50,8 @@ def ask_all(
     while len(replies) < len(sent):
         got = client.receive(max(0.0, give_up - time.monotonic()))
         if got is None:
+            if partial:
+                return replies
             raise AssertionError(f"{len(sent) - len(replies)} of {len(sent)} replies missing")
         request_id, reply = got
         if request_id in sent:  # a late reply of an earlier round is no answer here
@@ -52,11 +60,16 @@ def ask_all(
 
 
 def wait_authorized(client: Client, accounts: Iterable[str], timeout: float) -> None:
-    """Wait until every account's session actor reports ``authorized``."""
+    """Wait until every account's session actor reports ``authorized``.
+
+    An actor still booting answers nothing yet (its mailbox opens once it is connected),
+    so a missing reply is "not yet", asked again in the next round.
+    """
     waiting = set(accounts)
 
     def all_authorized() -> bool:
-        statuses = ask_all(client, [f"session:{a}" for a in waiting], s.GetSessionStatus(), 10)
+        targets = [f"session:{a}" for a in waiting]
+        statuses = ask_all(client, targets, s.GetSessionStatus(), 10, partial=True)
         for target, status in statuses.items():
             if isinstance(status, s.SessionStatus) and status.state == "authorized":
                 waiting.discard(target.removeprefix("session:"))
