@@ -22,7 +22,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from actors.api import create_app
 from config import Secret, load_settings
 from protocols import session as s
-from runtime.client import AsyncClient, Client
 from sandbox import SandboxThread
 from tests.runtime.support import START_S, Proc, free_port, wait_until
 from tests.session.conftest import Sessions
@@ -83,7 +82,7 @@ def api_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiSystem]:
             START_S,
             "n1 to host every address",
         )
-        with Client(sessions.broker) as client:
+        with sessions.client() as client:
             alice = log_in(sessions, client, "alice", alice_phone)
             sessions.wait_state(client, "bob", "unauthorized")
         port = free_port()
@@ -111,6 +110,6 @@ async def app_client(api_system: ApiSystem) -> AsyncIterator[TestClient]:
     settings = msgspec.structs.replace(
         settings, api=msgspec.structs.replace(settings.api, token=Secret(TOKEN))
     )
-    runtime_client = AsyncClient(api_system.sessions.broker)
+    runtime_client = api_system.sessions.async_client()
     async with runtime_client, TestClient(TestServer(create_app(runtime_client, settings))) as c:
         yield c

@@ -11,7 +11,6 @@ from aiohttp import ClientSession
 from prometheus_client.parser import text_string_to_metric_families
 
 from protocols import store
-from runtime.client import Client
 from tests.api.conftest import CHANNEL, POSTS, TOKEN, ApiSystem
 from tests.api.test_http import eventually
 from tests.browser import screenshot
@@ -96,7 +95,7 @@ async def test_a_channel_added_over_http_is_stored_paged_searched_and_followed(
         assert await browser_page.locator("svg.chart rect.bar[height]:not([height='0'])").count()
         await screenshot(browser_page, "status_page_with_posts")
 
-        with Client(api_system.sessions.broker) as client:
+        with api_system.sessions.client() as client:
             client.request(
                 "store:main", store.Subscribe(subscriber="bot:x:42", channel_id=channel_id)
             )

@@ -27,7 +27,6 @@ from actors.api import ROUTES, create_app
 from config import load_settings
 from protocols import session as s
 from protocols.api import StatusReport
-from runtime.client import AsyncClient, Client
 from tests.api.conftest import TOKEN, ApiSystem
 from tests.browser import screenshot
 from tests.runtime.support import free_port, wait_until
@@ -183,7 +182,7 @@ async def test_without_a_configured_token_changes_and_login_pages_are_refused(
 ) -> None:
     settings = load_settings(api_system.sessions.write_config(), env={})
     assert settings.api.token is None
-    runtime_client = AsyncClient(api_system.sessions.broker)
+    runtime_client = api_system.sessions.async_client()
     async with runtime_client, TestClient(TestServer(create_app(runtime_client, settings))) as c:
         for headers in ({}, {"Authorization": "Bearer anything"}):
             refused = await c.post("/channels", json={"ref": "@news"}, headers=headers)
@@ -283,7 +282,7 @@ def test_the_api_process_killed_and_restarted_serves_again(api_system: ApiSystem
     sessions = api_system.sessions
     api_system.api.signal(signal.SIGKILL)
     api_system.api.popen.wait(10)
-    with Client(sessions.broker) as client:
+    with sessions.client() as client:
         # Nothing else is affected: alice's session actor answers as before.
         status = client.request("session:alice", s.GetSessionStatus(), timeout=10)
         assert status.authorized

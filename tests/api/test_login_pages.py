@@ -13,7 +13,6 @@ from aiohttp import ClientSession
 from telethon.tl import functions
 
 from protocols import session as s
-from runtime.client import Client
 from sandbox.client import new_client
 from tests.api.conftest import HINT, PASSWORD, TOKEN, ApiSystem
 from tests.browser import screenshot
@@ -84,7 +83,7 @@ async def test_qr_login_with_two_step_password_in_a_browser(
     await page.locator("#message.success", has_text="Login succeeded").wait_for()
     assert "Bob" in await page.locator("#message").inner_text()
     await screenshot(page, "login_page_done")
-    with Client(api_system.sessions.broker) as client:
+    with api_system.sessions.client() as client:
         me = client.request("session:bob", s.GetMe(), timeout=10)
     assert me.user.id == api_system.bob.id
 

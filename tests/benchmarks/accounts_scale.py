@@ -32,7 +32,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from protocols import session as s  # noqa: E402
-from runtime.client import Client  # noqa: E402
 from runtime.logging import configure_logging  # noqa: E402
 from sandbox import SandboxThread  # noqa: E402
 from tests.session.conftest import Sessions  # noqa: E402
@@ -53,7 +52,7 @@ def measure(sandbox: SandboxThread, tmp: Path, count: int, seconds: float) -> di
     try:
         bots = add_bots(sessions, count)
         sessions.run_broker()
-        with Client(sessions.broker) as client:
+        with sessions.client() as client:
             started = time.monotonic()
             node = sessions.node("scale", ",".join(bots))
             wait_authorized(client, bots, timeout=600)

@@ -43,7 +43,6 @@ from telethon import TelegramClient, events  # noqa: E402
 from actors.bot import build_router  # noqa: E402
 from actors.bot.handlers.start import INTRO  # noqa: E402
 from actors.bot.router import Who  # noqa: E402
-from runtime.client import Client  # noqa: E402
 from runtime.loop import LoopThread  # noqa: E402
 from sandbox import SandboxThread  # noqa: E402
 from sandbox.client import new_client  # noqa: E402
@@ -121,7 +120,7 @@ def main() -> None:
         system.write_config()
         system.run_broker()
         system.node("sessions", "newsbot")
-        with Client(system.broker) as client:
+        with system.client() as client:
             system.wait_state(client, "newsbot", "authorized")
         app_node(system, "botnode", "bot=bot:newsbot")
         mp = multiprocessing.get_context("spawn")

@@ -176,7 +176,7 @@ def monitor_phase(sandbox: SandboxThread, tmp: Path, rate: float, seconds: float
     clients: list[Client] = []
 
     def connect() -> Client:
-        clients.append(Client(monitor.broker))
+        clients.append(monitor.client())
         return clients[-1]
 
     try:

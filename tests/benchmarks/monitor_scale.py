@@ -100,7 +100,7 @@ def main() -> int:
             monitor.readers = READERS
             phones = {name: monitor.add_user(name, limits=RELAXED) for name in READERS}
             monitor.run_broker()
-            client = Client(monitor.broker)
+            client = monitor.client()
             node = monitor.run(
                 "--role",
                 "node",

@@ -317,7 +317,7 @@ def deployment(
         node = system.run(
             "--role", "node", "--node-id", "n1", "--actors", "", "--accounts", ACCOUNT, name="node"
         )
-        with Client(system.broker) as client:
+        with system.client() as client:
             wait_until(lambda: authorized(client), START_TIMEOUT_S, f"{ADDRESS} to log in")
         yield Deployment(system, broker, node, session_file)
     finally:

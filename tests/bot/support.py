@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from runtime.client import Client
 from sandbox import SandboxThread
 from sandbox.control import Account, Message
 from tests.runtime.support import START_S, Proc, wait_until
@@ -90,7 +89,7 @@ def start_world(
     broker = sessions.run_broker()
     procs = {"broker": broker}
     procs["sessions"] = sessions.node("sessions", "newsbot,reader")
-    with Client(sessions.broker) as client:
+    with sessions.client() as client:
         sessions.wait_state(client, "newsbot", "authorized")
         log_in(sessions, client, "reader", phone)
     procs["app"] = app_node(sessions, "app", "store=store:main,parser=parser:main")

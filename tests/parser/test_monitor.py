@@ -93,7 +93,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     clients: list[Client] = []
 
     def client() -> Client:
-        clients.append(Client(monitor.broker))
+        clients.append(monitor.client())
         return clients[-1]
 
     try:

@@ -29,7 +29,7 @@ def system(tmp_path: Path) -> Iterator[tuple[SandboxThread, System]]:
 
     def start(readers: list[str], parser: dict[str, str]) -> tuple[Monitor, Client]:
         monitor = Monitor(tmp_path, sandbox=sandbox, parser={**FAST_PARSER, **parser})
-        client = monitor.start(readers, lambda: Client(monitor.broker))
+        client = monitor.start(readers, monitor.client)
         started.append((monitor, client))
         return monitor, client
 

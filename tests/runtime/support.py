@@ -1,9 +1,11 @@
 """Real processes for runtime tests: a broker and nodes started with ``run.py``.
 
-Everything here starts what a user starts (``python run.py --role ...``), on free tcp
-ports on loopback. Their lease (``HEARTBEAT_S`` x ``LIVENESS``, 3 s) outlasts the stalls
-of a process starved on a busy machine; the tests that measure takeover and expiry ask
-for a short one (``System.short_lease``) and assert against ``lease_bounds`` of it.
+Everything here starts what a user starts (``python run.py --role ...``), on the default
+endpoints (ipc sockets in the test's data dir), or on tcp (free loopback ports, with or
+without CURVE) when ``SWITCHBOARD_TEST_ENDPOINTS`` or a test asks for it. Their lease
+(``HEARTBEAT_S`` x ``LIVENESS``, 3 s) outlasts the stalls of a process starved on a busy
+machine; the tests that measure takeover and expiry ask for a short one
+(``System.short_lease``) and assert against ``lease_bounds`` of it.
 """
 
 from __future__ import annotations
@@ -23,12 +25,24 @@ import msgspec
 import zmq
 
 from protocols.broker import GetStatus, Status
-from runtime.client import Client
+from runtime.client import AsyncClient, Client
 from runtime.curve import new_key_pair
 from runtime.errors import RequestError
 
 REPO = Path(__file__).resolve().parents[2]
+# The transport of every test system: "ipc" (the default endpoints, as deployed on one
+# host), "tcp" (free loopback ports) or "curve" (tcp with CURVE on every link).
 TRANSPORT_VARIABLE = "SWITCHBOARD_TEST_ENDPOINTS"
+TRANSPORTS = ("ipc", "tcp", "curve")
+
+
+def suite_transport() -> str:
+    """The transport of this run's test systems (``SWITCHBOARD_TEST_ENDPOINTS``, or ipc)."""
+    return os.environ.get(TRANSPORT_VARIABLE, "ipc")
+
+
+# The ownership and takeover tests run on this run's transport and on tcp with CURVE.
+OWNERSHIP_TRANSPORTS = sorted({suite_transport(), "curve"}, key=TRANSPORTS.index)
 # The lease of every test system: 3 s. With 0.6 s, a process starved for that long (load
 # average 10 on 2 cores) lost its lease and its actors stopped, failing unrelated tests.
 HEARTBEAT_S = 0.5
@@ -104,15 +118,13 @@ class System:
     tmp: Path
     overrides: dict[str, str] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
-    # The default endpoints (ipc sockets in the data dir) instead of free tcp ports; for
-    # every test with SWITCHBOARD_TEST_ENDPOINTS=ipc.
-    local: bool = field(default_factory=lambda: os.environ.get(TRANSPORT_VARIABLE) == "ipc")
-    # tcp with CURVE on every link (the processes are the broker's host's: local peers);
-    # for every test with SWITCHBOARD_TEST_ENDPOINTS=curve. Clients: `System.client`.
-    curve: bool = field(default_factory=lambda: os.environ.get(TRANSPORT_VARIABLE) == "curve")
+    transport: str = field(default_factory=suite_transport)
 
     def __post_init__(self) -> None:
-        self.curve_pair = new_key_pair() if self.curve else None
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"{TRANSPORT_VARIABLE}={self.transport!r}: one of {TRANSPORTS}")
+        # The processes are all the broker's host's: local peers, with its key pair.
+        self.curve_pair = new_key_pair() if self.transport == "curve" else None
         if self.curve_pair is not None:
             self.overrides["SWITCHBOARD__RUNTIME__CURVE_SECRET_KEY"] = self.curve_pair[1]
         if self.local:
@@ -125,12 +137,24 @@ class System:
             self.events_in = f"tcp://127.0.0.1:{free_port()}"
             self.events_out = f"tcp://127.0.0.1:{free_port()}"
 
+    @property
+    def local(self) -> bool:
+        """The processes find the broker at the default endpoints (no endpoint settings)."""
+        return self.transport == "ipc"
+
+    def endpoints(self) -> dict[str, str]:
+        """The endpoint settings, for a process whose data dir (and so whose default
+        endpoints) is not the system's."""
+        return {
+            "SWITCHBOARD__RUNTIME__BROKER_ENDPOINT": self.broker,
+            "SWITCHBOARD__RUNTIME__EVENTS_IN_ENDPOINT": self.events_in,
+            "SWITCHBOARD__RUNTIME__EVENTS_OUT_ENDPOINT": self.events_out,
+        }
+
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD__")}
         if not self.local:
-            env["SWITCHBOARD__RUNTIME__BROKER_ENDPOINT"] = self.broker
-            env["SWITCHBOARD__RUNTIME__EVENTS_IN_ENDPOINT"] = self.events_in
-            env["SWITCHBOARD__RUNTIME__EVENTS_OUT_ENDPOINT"] = self.events_out
+            env.update(self.endpoints())
         env.update(
             {
                 "PYTHONPATH": str(REPO),
@@ -153,6 +177,11 @@ class System:
             curve_server_key=server_key,
             curve_key_pair=self.curve_pair,
         )
+
+    def async_client(self) -> AsyncClient:
+        """An asyncio client of this system's broker, as :meth:`client`."""
+        server_key = self.curve_pair[0] if self.curve_pair is not None else None
+        return AsyncClient(self.broker, curve_server_key=server_key, curve_key_pair=self.curve_pair)
 
     def short_lease(self) -> None:
         """Give the processes started from now on the short lease (``SHORT_HEARTBEAT_S`` x

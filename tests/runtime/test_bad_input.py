@@ -117,7 +117,7 @@ def test_oversized_frame(tmp_path: Path) -> None:
     try:
         broker = system.run("--role", "broker", name="broker")
         start_node(system, "n")
-        with Client(system.broker) as client:
+        with system.client() as client:
             request_id = client.send("echo", demo.Echo(text="x" * (MAX_FRAME * 2)))
             reply = client.receive(10)
             assert reply is not None

@@ -11,7 +11,6 @@ import zmq
 
 from protocols import demo, errors
 from protocols.codec import decode_packet, open_body
-from runtime.client import Client
 from runtime.errors import RequestError
 from tests.runtime.conftest import start_node
 from tests.runtime.support import Proc, System, wait_until
@@ -25,7 +24,7 @@ def test_debug_level_logs_each_request_with_type_and_latency(system: System) -> 
     system.overrides["SWITCHBOARD__LOG__LEVEL"] = "debug"
     system.run_broker()
     node = start_node(system, "n1")
-    with Client(system.broker) as client:
+    with system.client() as client:
         assert client.request("echo", demo.Echo(text="hi"), timeout=10) == demo.Echoed(text="hi")
     line = wait_until(lambda: events(node, "request"), 15, "the request's debug line")[0]
     assert line["level"] == "debug"
@@ -35,7 +34,7 @@ def test_debug_level_logs_each_request_with_type_and_latency(system: System) -> 
 
 def test_info_level_has_no_request_lines(system: System, broker: Proc) -> None:
     node = start_node(system, "n1")
-    with Client(system.broker) as client:
+    with system.client() as client:
         client.request("echo", demo.Echo(text="hi"), timeout=10)
     node.stop()  # everything it had to say is written
     assert not events(node, "request")
@@ -43,7 +42,7 @@ def test_info_level_has_no_request_lines(system: System, broker: Proc) -> None:
 
 def test_a_supervised_restart_is_logged(system: System, broker: Proc) -> None:
     node = start_node(system, "n1")
-    with Client(system.broker) as client:
+    with system.client() as client:
         try:
             client.request("echo", demo.Fail(reason="on purpose"), timeout=10)
         except RequestError as exc:
@@ -71,7 +70,7 @@ def test_one_hosting_line_per_grant_across_a_broker_restart(system: System) -> N
     broker.popen.wait()
     system.run_broker()
     wait_until(lambda: system.owner_of("echo") == "owner", 30, "the owner to re-claim echo")
-    with Client(system.broker) as client:
+    with system.client() as client:
         assert client.request("echo", demo.Echo(text="a"), timeout=10) == demo.Echoed(text="a")
     owner.stop()
     assert not events(owner, "lease expired, actors stopped until the broker confirms the grant")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,7 @@ from runtime.client import Client
 from runtime.errors import RequestError
 from tests.runtime.conftest import start_node
 from tests.runtime.support import (
+    OWNERSHIP_TRANSPORTS,
     SHORT_HEARTBEAT_S,
     SHORT_LIVENESS,
     Proc,
@@ -28,11 +31,14 @@ from tests.runtime.support import (
 RELEASE_BOUND_S = lease_bounds(SHORT_HEARTBEAT_S, SHORT_LIVENESS)[1] + SHORT_HEARTBEAT_S / 4
 
 
-@pytest.fixture
-def system(system: System) -> System:
-    """The short lease: these tests measure takeover and expiry."""
+@pytest.fixture(params=OWNERSHIP_TRANSPORTS)
+def system(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[System]:
+    """The short lease (these tests measure takeover and expiry), on this run's transport
+    and on tcp with CURVE."""
+    system = System(tmp_path, transport=request.param)
     system.short_lease()
-    return system
+    yield system
+    system.stop_all()
 
 
 def test_second_node_is_refused_with_the_owner_named(system: System, broker: Proc) -> None:
@@ -112,7 +118,7 @@ def test_a_broker_restart_longer_than_the_lease_gives_the_address_back_to_its_ho
     # The lease (0.6 s) is shorter than a broker's start-up: the owner stops its actor
     # while the broker is away; the new broker knows (from its state file) that the owner
     # held the address last, so the waiting standby does not get it.
-    broker_env = {"SWITCHBOARD__DATA_DIR": str(system.tmp / "broker")}
+    broker_env = {"SWITCHBOARD__DATA_DIR": str(system.tmp / "broker"), **system.endpoints()}
     broker = system.run_broker("broker-0", env=broker_env)
     owner = start_node(system, "owner")
     standby = start_node(system, "standby", "echo", "--standby")

@@ -9,7 +9,7 @@ import pytest
 
 from protocols import demo, errors
 from protocols.events import ActorStateChanged, actor_topic
-from runtime.client import AsyncClient, AsyncSubscriber, Client
+from runtime.client import AsyncSubscriber, Client
 from runtime.errors import RequestError
 from tests.runtime.conftest import start_node
 from tests.runtime.support import Proc, System
@@ -87,7 +87,7 @@ def test_repeated_idempotency_key_runs_once(system: System, broker: Proc, client
 
 def test_idempotency_holds_across_clients(system: System, broker: Proc, client: Client) -> None:
     start_node(system, "shared")
-    with Client(system.broker) as other:
+    with system.client() as other:
         a = client.request("echo", demo.Increment(by=3), idempotency_key="k")
         b = other.request("echo", demo.Increment(by=3), idempotency_key="k")
     assert a == b == demo.Count(value=3)
@@ -126,7 +126,7 @@ async def test_async_client_and_subscriber(system: System, broker: Proc) -> None
     start_node(system, "async")
     async with (
         AsyncSubscriber(system.events_out, [actor_topic("echo")]) as events,
-        AsyncClient(system.broker) as client,
+        system.async_client() as client,
     ):
         replies = await asyncio.gather(
             *(client.request("echo", demo.Echo(text=str(i)), timeout=10) for i in range(50))

@@ -45,7 +45,7 @@ def local_system() -> Iterator[System]:
         pytest.skip("needs root and setpriv to run a client as another user")
     tmp = Path(tempfile.mkdtemp(prefix="sb-sec-", dir="/tmp"))
     tmp.chmod(0o755)
-    system = System(tmp, local=True)
+    system = System(tmp, transport="ipc")
     yield system
     system.stop_all()
     shutil.rmtree(tmp, ignore_errors=True)
@@ -67,7 +67,7 @@ def test_default_endpoints_admit_only_this_user(local_system: System) -> None:
     system.run_broker()
     start_node(system, "n1")
     # This user: nodes, clients and the operator commands all find the default endpoints.
-    with Client(system.broker) as client:
+    with system.client() as client:
         assert client.request("echo", demo.Echo(text="hi"), timeout=10) == demo.Echoed(text="hi")
     assert system.owner_of("echo") == "n1"
 

@@ -163,7 +163,7 @@ def broker(sessions: Sessions) -> Proc:
 
 @pytest.fixture
 def client(sessions: Sessions, broker: Proc) -> Iterator[Client]:
-    with Client(sessions.broker) as c:
+    with sessions.client() as c:
         yield c
 
 

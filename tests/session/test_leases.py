@@ -18,13 +18,23 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from protocols import session as s
 from protocols.broker import lease_bounds
-from runtime.client import Client
 from runtime.errors import RequestError
-from tests.runtime.support import Proc, current_owner, live_intervals, overlapping, wait_until
+from sandbox import SandboxThread
+from tests.runtime.support import (
+    OWNERSHIP_TRANSPORTS,
+    Proc,
+    current_owner,
+    live_intervals,
+    overlapping,
+    wait_until,
+)
 from tests.session.conftest import Sessions
 
 ROUNDS = int(os.environ.get("SWITCHBOARD_SOAK_ROUNDS", "8"))
@@ -36,19 +46,30 @@ LEASE_S, EXPIRY_S = lease_bounds(INTERVAL_S, LIVENESS)
 ADDRESS = "session:demo"
 
 
+@pytest.fixture(params=OWNERSHIP_TRANSPORTS)
+def sessions(
+    request: pytest.FixtureRequest, tmp_path: Path, sandbox: SandboxThread
+) -> Iterator[Sessions]:
+    """The world's processes, on this run's transport and on tcp with CURVE."""
+    system = Sessions(tmp_path, sandbox=sandbox, transport=request.param)
+    system.write_config()
+    yield system
+    system.stop_all()
+
+
 def _node(sessions: Sessions, node_id: str, data_dir: Path, *extra: str, name: str = "") -> Proc:
     """A node hosting ``demo`` with its own data dir (as on a host of its own)."""
-    env = {"SWITCHBOARD__DATA_DIR": str(data_dir)}
+    env = {"SWITCHBOARD__DATA_DIR": str(data_dir), **sessions.endpoints()}
     return sessions.node(node_id, "demo", *extra, name=name, env=env)
 
 
 def _owner(sessions: Sessions) -> str | None:
-    with Client(sessions.broker) as client:
+    with sessions.client() as client:
         return current_owner(client, ADDRESS)
 
 
 def _authorized(sessions: Sessions) -> bool:
-    with Client(sessions.broker) as client:
+    with sessions.client() as client:
         try:
             status = client.request(ADDRESS, s.GetSessionStatus(), timeout=2)
         except RequestError:
@@ -63,7 +84,7 @@ def test_broker_restarts_keep_the_owner_and_owner_death_moves_the_account_once(
     sessions.overrides["SWITCHBOARD__RUNTIME__HEARTBEAT_LIVENESS"] = str(LIVENESS)
     sessions.add_bot("demo")
     data_a, data_b = sessions.tmp / "a", sessions.tmp / "b"
-    broker_env = {"SWITCHBOARD__DATA_DIR": str(sessions.tmp / "broker")}
+    broker_env = {"SWITCHBOARD__DATA_DIR": str(sessions.tmp / "broker"), **sessions.endpoints()}
     broker = sessions.run_broker("broker-0", env=broker_env)
 
     # The bot logs in once on nA; nB gets a copy of the session file (same auth key).

@@ -10,7 +10,6 @@ import sys
 from telethon.tl import functions
 
 from protocols import session as s
-from runtime.client import Client
 from tests.runtime.support import REPO, Proc
 from tests.session.conftest import Sessions
 from tests.session.support import Phones
@@ -86,7 +85,7 @@ def test_login_at_the_terminal_then_export_and_import(sessions: Sessions) -> Non
     # Bob's session now carries Alice's authorization.
     broker = sessions.run("--role", "broker", name="broker")
     sessions.node("n1", "bob")
-    with Client(sessions.broker) as client:
+    with sessions.client() as client:
         sessions.wait_state(client, "bob", "authorized")
         me = client.request("session:bob", s.GetMe(), timeout=10)
     assert isinstance(me, s.Me) and me.user.id == user.id

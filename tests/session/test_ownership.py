@@ -101,7 +101,7 @@ def test_second_session_actor_in_the_same_process_fails_fast(
     sessions: Sessions, in_process_node: tuple[Node, str]
 ) -> None:
     node, phone = in_process_node
-    with Client(sessions.broker) as client:
+    with sessions.client() as client:
         user = log_in(sessions, client, "alice", phone)
         settings = load_settings(sessions.write_config(), env=sessions.env())
         intruder = SessionActor(
@@ -131,7 +131,10 @@ def test_node_behind_another_broker_fails_on_the_file_lock(
 
     # A second deployment on the same host and data directory, with a broker of its own
     # that knows nothing of n1: it grants session:alice, and only the file lock stands.
-    other = Sessions(sessions.tmp, sandbox=sandbox, accounts=dict(sessions.accounts))
+    # (On tcp: the default ipc endpoints are the first broker's, which keeps them.)
+    other = Sessions(
+        sessions.tmp, sandbox=sandbox, accounts=dict(sessions.accounts), transport="tcp"
+    )
     try:
         other_broker = other.run("--role", "broker", name="broker2")
         wait_until(lambda: other_broker.has_logged("broker serving"), START_S, "broker2 to bind")
@@ -149,7 +152,7 @@ def test_node_behind_another_broker_fails_on_the_file_lock(
         assert isinstance(last_error, str)
         assert "SessionLockedError" in last_error and f"pid {owner.pid}" in last_error
 
-        with Client(other.broker) as other_client:
+        with other.client() as other_client:
             error = refused(other_client, "session:alice", s.GetMe(), errors.Unavailable)
         assert f"pid {owner.pid}" in error.message
         crashes = [e for e in intruder.log_events() if e.get("event") == "actor crashed"]

@@ -75,7 +75,7 @@ class Writer(threading.Thread):
 
 def test_every_acknowledged_write_survives_kill_9_mid_write(system: System) -> None:
     node = start_store(system, "store-1")
-    with Client(system.broker) as client:
+    with system.client() as client:
         _save_channels(client, CHANNEL)
     stop = threading.Event()
     writers = [Writer(system.broker, 1 + k * 10_000_000, stop) for k in range(WRITERS)]
@@ -97,7 +97,7 @@ def test_every_acknowledged_write_survives_kill_9_mid_write(system: System) -> N
         stored = {i for (i,) in conn.execute("SELECT message_id FROM posts")}
     assert acked <= stored, f"{len(acked - stored)} acknowledged posts lost"
     start_store(system, "store-2")  # reopens the file the killed process was writing
-    with Client(system.broker) as client:
+    with system.client() as client:
         stats = client.request(STORE, p.GetStoreStats(), timeout=10)
         since = client.request(STORE, p.PostsSince(after_seq=stats.last_seq - 1), timeout=10)
     assert stats.posts == len(stored) and stats.last_seq == len(stored)
@@ -106,12 +106,12 @@ def test_every_acknowledged_write_survives_kill_9_mid_write(system: System) -> N
 
 def test_a_consumer_paging_posts_since_while_posts_arrive_misses_none(system: System) -> None:
     start_store(system, "store-1")
-    with Client(system.broker) as client:
+    with system.client() as client:
         _save_channels(client, CHANNEL, OTHER)
     written: set[tuple[int, int]] = set()
 
     def write() -> None:
-        with Client(system.broker) as client:
+        with system.client() as client:
             for batch in range(100):  # 2,000 posts, alternating channels
                 channel = CHANNEL if batch % 2 else OTHER
                 posts = [post(batch * 20 + i) for i in range(1, 21)]
@@ -121,7 +121,7 @@ def test_a_consumer_paging_posts_since_while_posts_arrive_misses_none(system: Sy
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
     seen: list[p.Post] = []
-    with Client(system.broker) as client:
+    with system.client() as client:
         cursor = client.request(STORE, p.GetCursor(name="consumer"), timeout=10).seq
 
         def read_page() -> bool:

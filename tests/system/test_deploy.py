@@ -225,7 +225,7 @@ def test_the_deployed_layout_adds_a_channel_and_survives_kill_9_of_each_role(
     control.create_channel("Deploy News", "deploynews")
     control.post_many("deploynews", 5, text="before {n}")
 
-    with Client(sessions.broker) as client:
+    with sessions.client() as client:
         for role in ROLES:
             supervised.start(role)
             if role in ("broker", "sessions"):
