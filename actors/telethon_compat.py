@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from telethon import TelegramClient
+from telethon._updates import MessageBox
+from telethon.sessions import MemorySession, SQLiteSession
 from telethon.tl.tlobject import TLObject
 
 __all__ = [
@@ -26,16 +28,28 @@ __all__ = [
 
 def forget_auth_key(client: TelegramClient) -> None:
     """Drop the client's auth key so its next connect makes a new one (a new, logged-out
-    session), saved to the session storage at once.
+    session), saved to the session storage at once. Call it while disconnected.
 
     The sender keeps a copy of the key (``_sender.auth_key``) and the client remembers it
     was authorized (``_authorized``); both are reset, or the old key would be used again
-    and ``is_user_authorized`` would answer from memory.
+    and ``is_user_authorized`` would answer from memory. The old login's update state goes
+    too (the ``MessageBox``, and the ``update_state`` rows that ``connect`` loads it from):
+    with it, Telethon's update loop takes the new connection for a logged-in one that lost
+    its authorization and disconnects it, cancelling the login under way.
     """
-    client.session.auth_key = None
-    client.session.save()
+    session = client.session
+    session.auth_key = None
+    if isinstance(session, SQLiteSession):
+        cursor = session._cursor()  # noqa: SLF001
+        cursor.execute("delete from update_state")
+        cursor.close()
+    elif isinstance(session, MemorySession):
+        session._update_states.clear()  # noqa: SLF001
+    session.save()
     client._sender.auth_key.key = None  # noqa: SLF001
     client._authorized = None  # noqa: SLF001
+    client._message_box = MessageBox(client._log["messagebox"])  # noqa: SLF001
+    client._mb_entity_cache.set_self_user(None, None, None)  # noqa: SLF001
 
 
 def forget_self(client: TelegramClient) -> None:

@@ -252,6 +252,7 @@ class Connection:
                 try:
                     await asyncio.wait_for(self._connect(), self.timing.ping_timeout_s * 3)
                 except (tg_errors.AuthKeyError, tg_errors.UnauthorizedError) as exc:
+                    self._key_revoked = True  # a new login starts with a new key
                     self.set_state("failed", f"{type(exc).__name__}: session revoked")
                     self._connected.set()  # waiting requests learn it at once
                     return

@@ -48,6 +48,34 @@ def test_forget_auth_key_makes_a_new_logged_out_session(phones: Phones) -> None:
     assert not authorized
 
 
+def test_a_new_login_after_forget_auth_key_keeps_its_connection(
+    phones: Phones, sandbox: SandboxThread, tmp_path: Path
+) -> None:
+    # As a session actor's client: an SQLite session, catching up. Its old login's update
+    # state would make Telethon's update loop disconnect the new, logged-out connection.
+    phone = "+16669000001"
+    user = sandbox.control.create_user(phone, "Ned")
+    session = SQLiteSession(str(tmp_path / "ned.session"))
+    client = new_client(sandbox, session, catch_up=True)
+    phones.clients.append(client)
+    code = sandbox.control.last_login_code
+
+    async def log_in_again() -> tuple[list[object], int, bool]:
+        await client.start(phone=phone, code_callback=lambda: code(phone))
+        await client.catch_up()
+        await client.disconnect()  # saves the update state, as the actor's stop does
+        telethon_compat.forget_auth_key(client)
+        states = list(client.session.get_update_states())
+        await client.connect()
+        await client.send_code_request(phone)
+        me = await client.sign_in(phone, code(phone))
+        return states, me.id, client.is_connected()
+
+    states, me, connected = phones.run(log_in_again())
+    assert states == []
+    assert me == user.id and connected
+
+
 def test_forget_self_leaves_a_usable_logged_out_client(phones: Phones) -> None:
     client, kim = phones.user("Kim")
 
