@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from actors.store_migrations import apply_migrations  # noqa: E402
+from actors.storage.migrations import apply_migrations  # noqa: E402
 from protocols import demo  # noqa: E402
 from protocols import store as p  # noqa: E402
 from protocols.base import Message  # noqa: E402

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from actors import store_migrations
-from actors.storage import Invalid, Missing, Store
+from actors.storage import Invalid, Missing, Store, migrations
 from protocols import store as p
 from protocols.codec import DEFAULT_MAX_FRAME_BYTES, pack_body
 from tests.store.support import CHANNEL, OTHER, post, seed
@@ -36,8 +35,8 @@ def test_a_new_file_is_in_wal_mode_with_foreign_keys_and_every_migration(tmp_pat
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         names = [n for (n,) in conn.execute("SELECT name FROM _migrations ORDER BY version")]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-    assert names == [m.__name__ for m in store_migrations.MIGRATIONS]
-    assert version == len(store_migrations.MIGRATIONS)
+    assert names == [m.__name__ for m in migrations.MIGRATIONS]
+    assert version == len(migrations.MIGRATIONS)
     store = Store(path)
     assert store._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1  # noqa: SLF001
     store.close()
@@ -49,7 +48,7 @@ def test_reopening_applies_nothing_again_and_keeps_the_data(tmp_path: Path) -> N
     seed(first)
     first.close()
     again = Store(path)
-    assert again.schema_version == len(store_migrations.MIGRATIONS)
+    assert again.schema_version == len(migrations.MIGRATIONS)
     assert len(again.posts_since(p.PostsSince()).posts) == 3
     again.close()
 
@@ -59,14 +58,14 @@ def test_a_database_from_a_newer_version_is_refused_untouched(tmp_path: Path) ->
     Store(path).close()
     with sqlite3.connect(path) as conn:
         conn.execute("INSERT INTO _migrations VALUES ('m999_future', 999, 0)")
-    with pytest.raises(store_migrations.SchemaTooNew, match="m999_future"):
+    with pytest.raises(migrations.SchemaTooNew, match="m999_future"):
         Store(path)
 
 
 def test_a_migration_name_is_registered_once() -> None:
-    first = store_migrations.MIGRATIONS[0]
+    first = migrations.MIGRATIONS[0]
     with pytest.raises(ValueError, match="twice"):
-        store_migrations.migration(first)
+        migrations.migration(first)
 
 
 # -- channels -----------------------------------------------------------------------------
@@ -351,7 +350,7 @@ def test_stats_count_what_is_kept(store: Store) -> None:
     seed(store)
     stats = store.stats(p.GetStoreStats())
     assert (stats.channels, stats.subscriptions, stats.posts, stats.last_seq) == (2, 1, 3, 3)
-    assert stats.schema_version == len(store_migrations.MIGRATIONS) and stats.db_bytes > 0
+    assert stats.schema_version == len(migrations.MIGRATIONS) and stats.db_bytes > 0
     assert [(c.channel_id, c.posts) for c in stats.per_channel] == [(OTHER, 0), (CHANNEL, 3)]
 
 
