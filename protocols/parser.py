@@ -18,6 +18,8 @@ from __future__ import annotations
 from protocols.base import Message, Request
 from protocols.store import Channel
 
+PARSER_ADDRESS = "parser:main"  # where the parser actor answers this conversation
+
 
 class ChannelAdded(Message):
     """The channel is watched; ``backfilled`` posts were stored now, ``created`` is False

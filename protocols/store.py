@@ -21,6 +21,8 @@ from typing import Literal
 
 from protocols.base import Message, Request
 
+STORE_ADDRESS = "store:main"  # where the store actor answers this conversation
+
 MAX_TEXT = 65_536  # a post's text (Telegram allows 4,096, captions less; kept generous)
 MAX_PAGE = 1000  # the largest ``limit`` of any paged request
 MAX_BATCH = 1000  # the most posts in one PutPosts
