@@ -28,8 +28,8 @@ coroutines), so nothing needs a thread lock; per channel, an asyncio lock orders
 Modules: :mod:`.actor` (the class, its lifecycle and boot), :mod:`.requests` (AddChannel,
 RemoveChannel, GetParserStatus), :mod:`.readers` (choosing, joining, failover),
 :mod:`.rations` (quotas and buckets), :mod:`.posts` (live events and writes to the store),
-:mod:`.reconciler` (periodic catch-up), :mod:`.watch` (one watched channel). The pure
-parsing of references and posts is :mod:`actors.parsing`.
+:mod:`.reconciler` (periodic catch-up), :mod:`.watch` (one watched channel),
+:mod:`.parsing` (channel references and posts, pure: no I/O).
 """
 
 from actors.parser.actor import ParserActor

@@ -17,13 +17,13 @@ import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from actors.parser.parsing import RefError
 from actors.parser.posts import PostWriter
 from actors.parser.rations import Reader
 from actors.parser.readers import ReaderPool
 from actors.parser.reconciler import Reconciler
 from actors.parser.requests import ChannelRequests
 from actors.parser.watch import Watch
-from actors.parsing import RefError
 from config import ParserSettings
 from protocols import errors
 from protocols import store as st

@@ -20,8 +20,8 @@ from collections.abc import Iterable
 
 import msgspec
 
+from actors.parser.parsing import post_data
 from actors.parser.watch import Watch
-from actors.parsing import post_data
 from protocols import store as st
 from protocols.events import (
     DeletedPost,

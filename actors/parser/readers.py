@@ -23,9 +23,9 @@ import time
 import msgspec
 
 from actors.flood import method_class
+from actors.parser.parsing import ChannelRef, parse_ref
 from actors.parser.rations import DAY, DOWN_STATES, Reader
 from actors.parser.watch import Watch
-from actors.parsing import ChannelRef, parse_ref
 from config import ParserSettings
 from protocols import errors
 from protocols import session as s

@@ -17,9 +17,9 @@ import time
 
 import msgspec
 
+from actors.parser.parsing import ChannelRef, parse_ref
 from actors.parser.rations import Reader
 from actors.parser.watch import Watch
-from actors.parsing import ChannelRef, parse_ref
 from config import ParserSettings
 from protocols import errors
 from protocols import parser as p

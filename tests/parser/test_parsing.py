@@ -1,10 +1,10 @@
-"""The pure parsing of channel references and posts (actors/parsing.py), as tables."""
+"""The pure parsing of channel references and posts (actors/parser/parsing.py), as tables."""
 
 from __future__ import annotations
 
 import pytest
 
-from actors.parsing import ChannelRef, RefError, marked_channel_id, parse_ref, post_data
+from actors.parser.parsing import ChannelRef, RefError, marked_channel_id, parse_ref, post_data
 from protocols.session import ChatMessage
 from protocols.store import MAX_TEXT, PostData
 
