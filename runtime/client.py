@@ -34,8 +34,8 @@ from protocols.codec import (
 )
 from protocols.envelope import Envelope, new_id
 from runtime import curve
-from runtime.broker import SUBSOCKET_SEPARATOR
 from runtime.errors import RequestError, check_reply
+from runtime.router import SUBSOCKET_SEPARATOR
 
 R = TypeVar("R", bound=Message)
 

@@ -24,10 +24,11 @@ from protocols.broker import GetStatus, Status
 from runtime import curve
 from runtime.actor import ActorFactory
 from runtime.auth import Peer
-from runtime.broker import BROKER_ADDRESS, Broker, BrokerOptions
+from runtime.broker import Broker, BrokerOptions
 from runtime.client import Client
 from runtime.errors import EndpointError, RequestError, UsageError
 from runtime.node import Node, NodeOptions
+from runtime.router import BROKER_ADDRESS
 from runtime.supervisor import RestartPolicy
 
 log = structlog.get_logger("launcher")

@@ -70,11 +70,11 @@ from protocols.codec import (
 from protocols.envelope import Envelope
 from runtime import curve
 from runtime.actor import ActorFactory
-from runtime.broker import SUBSOCKET_SEPARATOR
 from runtime.bus import BusListener
 from runtime.errors import NO_BROKER_ADVICE, AddressTakenError, BrokerUnreachableError
 from runtime.logging import LogThrottle
 from runtime.mailbox import Mailbox
+from runtime.router import SUBSOCKET_SEPARATOR
 from runtime.supervisor import RestartPolicy
 
 log = structlog.get_logger("node")
