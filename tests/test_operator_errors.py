@@ -38,7 +38,8 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
-def test_endpoint_in_use_names_it_and_the_setting(system: System) -> None:
+def test_endpoint_in_use_names_it_and_the_setting(tmp_path: Path) -> None:
+    system = System(tmp_path, transport="tcp")  # a tcp port another program holds
     host, port = system.events_out.removeprefix("tcp://").split(":")
     with socket.socket() as taken:
         taken.bind((host, int(port)))

@@ -3,6 +3,9 @@ own key the broker knows are served."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from protocols import demo, errors
@@ -12,6 +15,14 @@ from runtime.curve import new_key_pair
 from runtime.errors import RequestError
 from tests.runtime.conftest import start_node
 from tests.runtime.support import System, wait_until
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[System]:
+    """On tcp: CURVE is what the links between hosts use."""
+    system = System(tmp_path, transport="tcp")
+    yield system
+    system.stop_all()
 
 
 def test_encrypted_links_serve_only_peers_with_the_broker_key(system: System) -> None:

@@ -9,13 +9,13 @@ error, the peers resolved and the messages sent.
         NAME ACCOUNT DURATION_S PEERS HISTORY_PEER SINK
 
 PEERS is a comma-separated list of usernames to resolve. The broker endpoint comes from
-the environment (``SWITCHBOARD__RUNTIME__BROKER_ENDPOINT``), as for every program.
+the settings (``switchboard.toml`` in the working directory and the environment), as for
+every program.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -23,10 +23,11 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
+from config import load_settings
 from protocols import session as s
 from protocols.base import Message
-from runtime.client import Client
 from runtime.errors import RequestError
+from runtime.launcher import client_for
 
 # Generous: a request is expected to be answered long before; this only bounds a hang.
 REQUEST_TIMEOUT_S = 30.0
@@ -63,12 +64,13 @@ class Job:
 
 def run_role(job: Job, role: str, offset: int, tally: Tally) -> None:
     """Issue ``role``'s mix of requests until the duration is over; record every outcome."""
-    endpoint = os.environ["SWITCHBOARD__RUNTIME__BROKER_ENDPOINT"]
+    settings = load_settings()
     address = f"session:{job.account}"
     ops = ROLES[role]
     give_up = time.monotonic() + job.duration_s
     step = 0
-    with Client(endpoint, identity=f"client:{job.name}-{role}-{uuid.uuid4().hex[:8]}") as client:
+    identity = f"client:{job.name}-{role}-{uuid.uuid4().hex[:8]}"
+    with client_for(settings, identity=identity) as client:
         while time.monotonic() < give_up:
             op = ops[step % len(ops)]
             peer = job.peers[(offset + step * 7) % len(job.peers)]

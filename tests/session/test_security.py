@@ -3,12 +3,27 @@ refused request never reaches Telegram; the host's own operator still exports.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
 from protocols import errors
 from protocols import session as s
 from runtime.client import Client
 from runtime.curve import load_key_pair, new_key_pair
 from runtime.errors import RequestError
+from sandbox import SandboxThread
 from tests.session.conftest import Sessions
+
+
+@pytest.fixture
+def sessions(tmp_path: Path, sandbox: SandboxThread) -> Iterator[Sessions]:
+    """On tcp: a remote peer reaches the broker from another host."""
+    system = Sessions(tmp_path, sandbox=sandbox, transport="tcp")
+    system.write_config()
+    yield system
+    system.stop_all()
 
 
 def test_remote_peer_refused_before_telegram_local_operator_exports(sessions: Sessions) -> None:
