@@ -369,7 +369,9 @@ def _run_demo(settings: Settings, args: argparse.Namespace) -> int:
             where, stream = "JSON on stderr", sys.stderr
         else:
             log_path = data_dir / DEMO_LOG
-            where, stream = str(log_path), stack.enter_context(log_path.open("a"))
+            # Open for the rest of the process: threads that end after the demo (the
+            # loop's, Telethon's) may still log while they stop.
+            where, stream = str(log_path), log_path.open("a")
         errors = ErrorCounter(stream)
         configure_logging(settings.log.level, "json", errors)
         world = start_demo(settings.data_dir)
