@@ -10,8 +10,10 @@ rules (:mod:`runtime.permissions`), the sends (:mod:`runtime.router`) and the ev
   a second live process with the same node id is refused (:mod:`runtime.leases`).
 * **No silent loss, no re-sends.** The ROUTER runs with ``ROUTER_MANDATORY``: a request
   that cannot be routed is answered ``NoSuchAddress`` (or ``Busy`` when the peer's queue
-  is full). A frame that cannot be read is answered ``BadRequest``. The broker never
-  re-sends a request by itself, and never opens a body it only routes.
+  is full). A frame that cannot be read is answered ``BadRequest``. A request held by a
+  node presumed dead is answered ``Unavailable`` then, not left to its deadline
+  (:mod:`runtime.pending`). The broker never re-sends a request by itself, and never
+  opens a body it only routes.
 * **Status.** The address ``broker`` answers ``GetStatus`` with the broker's view.
 * **Events.** An XSUB/XPUB proxy carries the event bus: publishers connect to
   ``events_in``, subscribers to ``events_out``.
@@ -48,6 +50,7 @@ from runtime.auth import LOCAL, Peer, PeerAuthenticator
 from runtime.bus_proxy import BusProxy
 from runtime.leases import Leases, NodeRecord
 from runtime.logging import LogThrottle
+from runtime.pending import Pending
 from runtime.permissions import Permissions, peer_infos
 from runtime.router import BROKER_ADDRESS, Router, node_key, peer_name, user_id
 
@@ -84,6 +87,7 @@ class Broker:
         self._router = Router()
         lease_s, expiry_s = lease_bounds(options.heartbeat_interval_s, options.heartbeat_liveness)
         self._leases = Leases(self._router, options.state_file, lease_s, expiry_s)
+        self._pending = Pending(self._router, grace_s=expiry_s)
         self._started = time.monotonic()
         self._auth: PeerAuthenticator | None = None
         self._permissions: Permissions | None = None
@@ -171,6 +175,7 @@ class Broker:
         poller.register(router, zmq.POLLIN)
         poller.register(control, zmq.POLLIN)
         next_tick = time.monotonic() + tick
+        next_prune = time.monotonic() + self._leases.expiry_s
         while True:
             ready = dict(poller.poll(max(0.0, next_tick - time.monotonic()) * 1000))
             if control in ready:
@@ -193,9 +198,19 @@ class Broker:
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + tick
-                self._leases.expire(now)
+                self._expire(now)
                 self._leases.end_recovery(now)
+                if now >= next_prune:
+                    next_prune = now + self._leases.expiry_s
+                    self._pending.prune()
             self._leases.flush()
+
+    def _expire(self, now: float) -> None:
+        """Leases that surely expired: their nodes are forgotten, their requests answered."""
+        for node in self._leases.expire(now):
+            count = self._pending.node_died(node.identity, node.node_id)
+            if count:
+                log.info("requests of a dead node answered", node=node.node_id, count=count)
 
     # -- packets ----------------------------------------------------------------------
 
@@ -248,10 +263,14 @@ class Broker:
         if env.target == BROKER_ADDRESS:
             self._serve_request(identity, env)
             return
+        if env.reply_to:
+            self._pending.answered(env)
         grant = self._leases.grants.get(env.target)
         destination = grant.node.identity if grant is not None else env.target.encode()
         try:
             self._router.forward(destination, frame)
+            if grant is not None and not env.reply_to and not grant.node.local:
+                self._pending.forwarded(destination, identity, env)
         except zmq.ZMQError as exc:
             if env.reply_to:
                 log.warning("reply undeliverable, dropped", target=env.target, error=str(exc))

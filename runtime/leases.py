@@ -163,12 +163,14 @@ class Leases:
         for address in [*node.addresses, *node.draining]:
             self._free(address)
 
-    def expire(self, now: float) -> None:
-        """Forget nodes whose lease has surely expired; their addresses move on."""
-        for node in list(self.nodes.values()):
-            if now - node.last_seen > self.expiry_s:
-                why = f"silent for {now - node.last_seen:.1f}s, lease expired"
-                self.forget(node, why, presumed_dead=True)
+    def expire(self, now: float) -> list[NodeRecord]:
+        """Forget nodes whose lease has surely expired (their addresses move on); returns
+        them."""
+        expired = [n for n in self.nodes.values() if now - n.last_seen > self.expiry_s]
+        for node in expired:
+            why = f"silent for {now - node.last_seen:.1f}s, lease expired"
+            self.forget(node, why, presumed_dead=True)
+        return expired
 
     # -- claims and grants -----------------------------------------------------------
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from protocols import demo, errors
-from protocols.broker import lease_bounds
+from protocols.broker import GetStatus, Status, lease_bounds
 from runtime.client import Client
 from runtime.errors import RequestError
 from tests.runtime.conftest import start_node
@@ -84,11 +84,12 @@ def test_a_reply_from_a_stale_owner_is_dropped(
     wait_until(lambda: standby.has_logged("address refused"), 20, "the standby to be refused")
 
     # The owner starts a slow request, then freezes (as a paused VM or a GC stall would).
-    client.send("echo", demo.Sleep(seconds=1.0), timeout=8.0)
+    slow = client.send("echo", demo.Sleep(seconds=1.0), timeout=8.0)
     time.sleep(0.3)
     owner.signal(signal.SIGSTOP)
     try:
-        wait_until(lambda: current_owner(client, "echo") == "standby", 20, "the takeover")
+        with system.client() as watcher:  # its requests would drop the answers to `slow`
+            wait_until(lambda: current_owner(watcher, "echo") == "standby", 20, "the takeover")
     finally:
         owner.signal(signal.SIGCONT)
 
@@ -99,10 +100,31 @@ def test_a_reply_from_a_stale_owner_is_dropped(
     replies = []
     while (reply := client.receive(1.0)) is not None:
         replies.append(reply)
-    assert not any(isinstance(body, demo.Slept) for _, body in replies), replies
+    # One answer: the broker's, when it presumed the owner dead; never the late Slept.
+    assert [request_id for request_id, _ in replies] == [slow], replies
+    assert isinstance(replies[0][1], errors.Unavailable), replies
 
     count = client.request("echo", demo.GetCount())
     assert isinstance(count, demo.Count) and count.value == 0  # the standby's actor answers
+
+
+def test_a_request_held_by_a_killed_node_is_answered_unavailable_not_left_to_time_out(
+    system: System, broker: Proc, client: Client
+) -> None:
+    owner = start_node(system, "owner")
+    assert client.request("echo", demo.Echo(text="up")) == demo.Echoed(text="up")
+    slow = client.send("echo", demo.Sleep(seconds=120.0), timeout=120.0)
+    # One socket, in order: once the broker answers this, it has forwarded the request.
+    assert isinstance(client.request("broker", GetStatus()), Status)
+    owner.signal(signal.SIGKILL)
+    owner.popen.wait()
+
+    got = client.receive(60.0)  # well before the request's own deadline
+    assert got is not None, "no answer before the deadline"
+    request_id, body = got
+    assert request_id == slow
+    assert isinstance(body, errors.Unavailable), body
+    assert "node owner" in body.message and "may or may not" in body.message
 
 
 def test_request_to_an_unknown_address_is_answered(client: Client) -> None:
