@@ -6,8 +6,8 @@ Guarantees:
   ZeroMQ reconnects it by itself (to a restarted broker too), and ZMTP heartbeats drop a
   connection that went silent, so a half-open one does not linger.
 * **No send blocks.** A packet the broker cannot take now is dropped and counted
-  (:attr:`BrokerLink.dropped_sends`), logged once until a send succeeds again; the lease
-  covers the loss.
+  (:attr:`BrokerLink.dropped_sends`), logged once until a packet of the I/O thread's
+  goes through again; the lease covers the loss.
 * **An outage is explained.** A broker silent for a lease is reported once per outage
   with its likely cause (nothing listening, CURVE key mismatch), and its return logged.
 

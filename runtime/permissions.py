@@ -7,10 +7,11 @@ CURVE on:
 * **Names.** A peer speaks only as the names it may use: its socket identity (the
   name before ``~``) and every address it claims (``Ready``, ``Claim``). A request sent
   as another name is answered ``Unauthorized``, a claim ``Refused``; anything else is
-  dropped. Each refusal is logged, rate limited (peers control how many).
+  dropped. These refusals are logged rate limited (peers control how many).
 * **Requests.** A request goes only to targets the peer's ``send_to`` allows, and never
-  carries a message type its ``deny`` lists; a refused one is answered ``Unauthorized``
-  naming the rule. Replies always pass (they answer a request that passed).
+  carries a message type its ``deny`` lists; a refused one is logged and answered
+  ``Unauthorized`` naming the rule. Replies always pass (they answer a request that
+  passed).
 
 Without CURVE every peer is local and may do everything (the ipc sockets admit this
 Unix user only).
