@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import socket
@@ -195,9 +196,13 @@ def test_remote_peer_may_send_only_what_its_rules_allow(system: System) -> None:
     # Stand-ins at the session addresses: whatever reaches them is answered by them.
     start_node(system, "n1", "echo=session:a,echo=session:b")
 
+    # A fresh identity per client: the broker's ROUTER ignores a connection under the
+    # identity of one it has not yet seen close (no handover), and the ask times out.
+    clients = itertools.count(1)
+
     def ask(target: str, body: Message, pair: tuple[str, str] = api_host) -> Message:
         """The reply or the error, as ``pair``'s peer (``apihost`` by default)."""
-        identity = "apihost:1" if pair == api_host else None
+        identity = f"apihost:{next(clients)}" if pair == api_host else None
         with Client(
             system.broker, identity=identity, curve_server_key=public, curve_key_pair=pair
         ) as client:
