@@ -13,11 +13,18 @@ only wakes it up; see :mod:`protocols.events`).
 
 Invalid input is answered ``BadRequest`` (empty or oversized text, ids or limits out of
 range, a bad full-text query) and an unknown channel ``NotFound``; nothing is written then.
+
+Every list comes in pages that fit in a frame: a page holds at most ``limit`` rows, fewer
+once their encoded size reaches ``PAGE_BYTES`` (never none while rows remain), and says
+``more`` when rows follow. A list request's ``following(page)`` is the request for the
+next page (after the last row's key), None after the last one.
 """
 
 from __future__ import annotations
 
 from typing import Literal
+
+from msgspec.structs import replace
 
 from protocols.base import Message, Request
 
@@ -25,8 +32,11 @@ STORE_ADDRESS = "store:main"  # where the store actor answers this conversation
 
 MAX_TEXT = 65_536  # a post's text (Telegram allows 4,096, captions less; kept generous)
 MAX_PAGE = 1000  # the largest ``limit`` of any paged request
+LIST_PAGE = 500  # the default ``limit`` of ListChannels, ListSubscriptions, GetStoreStats
 MAX_BATCH = 1000  # the most posts in one PutPosts
-PAGE_BYTES = 512 * 1024  # a page of posts stops before its text passes this (UTF-8 bytes)
+# A page of posts stops before its text passes this (UTF-8 bytes), a page of channels,
+# subscriptions or channel stats before its rows' encoded size does: half a frame.
+PAGE_BYTES = 512 * 1024
 
 ChannelState = Literal["joining", "active", "moving", "paused", "failed", "removed"]
 DeliveryStatus = Literal["pending", "sent", "failed", "skipped"]
@@ -147,7 +157,10 @@ class ChannelDeleted(Message):
 
 
 class Channels(Message):
+    """A page of channels in id order; ``more`` when channels follow (see ListChannels)."""
+
     channels: list[Channel] = []
+    more: bool = False
 
 
 class Subscribed(Message):
@@ -160,7 +173,11 @@ class Unsubscribed(Message):
 
 
 class Subscriptions(Message):
+    """A page of subscriptions in ``(subscriber, channel_id)`` order; ``more`` when
+    subscriptions follow (see ListSubscriptions)."""
+
     subscriptions: list[Subscription] = []
+    more: bool = False
 
 
 class PostsPut(Message):
@@ -211,8 +228,9 @@ class Deliveries(Message):
 
 
 class StoreStats(Message):
-    """Counts for status; ``commits`` counts transactions since the store opened (fewer
-    than writes when writes were batched)."""
+    """Counts for status, and a page of ``per_channel`` stats in channel id order (``more``
+    when channels follow, see GetStoreStats); ``commits`` counts transactions since the
+    store opened (fewer than writes when writes were batched)."""
 
     channels: int = 0
     subscriptions: int = 0
@@ -222,6 +240,7 @@ class StoreStats(Message):
     schema_version: int = 0
     per_channel: list[ChannelStats] = []
     commits: int = 0
+    more: bool = False
 
 
 # -- requests ---------------------------------------------------------------------------
@@ -258,11 +277,24 @@ class GetChannel(Request[Channel]):
 
 
 class ListChannels(Request[Channels]):
-    """Channels, optionally only one reader's or one state's; removed ones only if asked
-    (``state="removed"``)."""
+    """A page of channels in id order, optionally only one reader's or one state's;
+    removed ones only if asked (``state="removed"``).
+
+    The page starts after the channel id ``after_id`` (0, never an id: from the first)
+    and holds at most ``limit`` channels (1 to ``MAX_PAGE``), fewer once their encoded
+    size reaches ``PAGE_BYTES``.
+    """
 
     reader: str = ""
     state: str = ""
+    after_id: int = 0
+    limit: int = LIST_PAGE
+
+    def following(self, page: Channels) -> ListChannels | None:
+        """The request for the page after ``page``; None if it was the last."""
+        if not (page.more and page.channels):
+            return None
+        return replace(self, after_id=page.channels[-1].id)
 
 
 class RecordCheck(Request[Channel]):
@@ -289,10 +321,26 @@ class Unsubscribe(Request[Unsubscribed]):
 
 
 class ListSubscriptions(Request[Subscriptions]):
-    """A subscriber's subscriptions, or a channel's subscribers, or all of them."""
+    """A page of a subscriber's subscriptions, or a channel's subscribers, or all of them,
+    in ``(subscriber, channel_id)`` order.
+
+    The page starts after the key ``(after_subscriber, after_channel_id)`` (both unset:
+    from the first) and holds at most ``limit`` subscriptions (1 to ``MAX_PAGE``), fewer
+    once their encoded size reaches ``PAGE_BYTES``.
+    """
 
     subscriber: str = ""
     channel_id: int = 0
+    after_subscriber: str = ""
+    after_channel_id: int = 0
+    limit: int = LIST_PAGE
+
+    def following(self, page: Subscriptions) -> ListSubscriptions | None:
+        """The request for the page after ``page``; None if it was the last."""
+        if not (page.more and page.subscriptions):
+            return None
+        last = page.subscriptions[-1]
+        return replace(self, after_subscriber=last.subscriber, after_channel_id=last.channel_id)
 
 
 class PutPosts(Request[PostsPut]):
@@ -373,7 +421,17 @@ class GetDeliveries(Request[Deliveries]):
 
 
 class GetStoreStats(Request[StoreStats]):
-    """Counts for status pages."""
+    """Counts for status pages, with the stats of at most ``limit`` channels (1 to
+    ``MAX_PAGE``) after the channel id ``after_id`` (0: from the first)."""
+
+    after_id: int = 0
+    limit: int = LIST_PAGE
+
+    def following(self, page: StoreStats) -> GetStoreStats | None:
+        """The request for the next page of ``per_channel``; None if it was the last."""
+        if not (page.more and page.per_channel):
+            return None
+        return replace(self, after_id=page.per_channel[-1].channel_id)
 
 
 MESSAGES: tuple[type[Message], ...] = (

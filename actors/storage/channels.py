@@ -14,7 +14,7 @@ from typing import Any
 
 from actors.storage import checks as check
 from actors.storage.checks import CHANNEL_STATES, MAX_LINK, MAX_TITLE, Invalid, Missing
-from actors.storage.database import Database, where_clause
+from actors.storage.database import Database, encoded_size, page, where_clause
 from protocols import store as p
 
 __all__ = ["ChannelQueries"]
@@ -91,6 +91,8 @@ class ChannelQueries(Database):
         return _channel(row)
 
     def list_channels(self, req: p.ListChannels) -> p.Channels:
+        after = check.after_id(req.after_id, "after_id")
+        limit = check.limit(req.limit)
         where, args = where_clause(
             {
                 "c.state": req.state and check.choice(req.state, "state", CHANNEL_STATES),
@@ -98,8 +100,12 @@ class ChannelQueries(Database):
             },
             () if req.state else ("c.state != 'removed'",),
         )
-        rows = self._conn.execute(f"{_CHANNEL_SELECT} WHERE {where} ORDER BY c.id", args)
-        return p.Channels(channels=[_channel(row) for row in rows])
+        rows = self._conn.execute(
+            f"{_CHANNEL_SELECT} WHERE {where} AND (? = 0 OR c.id > ?) ORDER BY c.id LIMIT ?",
+            (*args, after, after, limit + 1),
+        )
+        channels, more = page(map(_channel, rows), limit, encoded_size)
+        return p.Channels(channels=channels, more=more)
 
     def record_check(self, req: p.RecordCheck) -> p.Channel:
         check.channel_id(req.channel_id)
@@ -159,6 +165,12 @@ class ChannelQueries(Database):
         return p.Unsubscribed(removed=done.rowcount > 0)
 
     def list_subscriptions(self, req: p.ListSubscriptions) -> p.Subscriptions:
+        # A subscriber is never empty, so the key ("", 0) is before every subscription.
+        after = (
+            check.name(req.after_subscriber, "after_subscriber", required=False),
+            check.after_id(req.after_channel_id, "after_channel_id"),
+        )
+        limit = check.limit(req.limit)
         where, args = where_clause(
             {
                 "subscriber": req.subscriber and check.name(req.subscriber, "subscriber"),
@@ -167,15 +179,19 @@ class ChannelQueries(Database):
         )
         rows = self._conn.execute(
             "SELECT subscriber, channel_id, keywords, created_at FROM subscriptions"
-            f" WHERE {where} ORDER BY subscriber, channel_id",
-            args,
+            f" WHERE {where} AND (subscriber, channel_id) > (?, ?)"
+            " ORDER BY subscriber, channel_id LIMIT ?",
+            (*args, *after, limit + 1),
         )
-        return p.Subscriptions(
-            subscriptions=[
+        subscriptions, more = page(
+            (
                 p.Subscription(subscriber=s, channel_id=c, keywords=json.loads(k), created_at=t)
                 for s, c, k, t in rows
-            ]
+            ),
+            limit,
+            encoded_size,
         )
+        return p.Subscriptions(subscriptions=subscriptions, more=more)
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ __all__ = [
     "Invalid",
     "Missing",
     "StoreError",
+    "after_id",
     "batch",
     "channel_id",
     "choice",
@@ -93,6 +94,11 @@ def channel_id(value: object) -> int:
     if type(value) is not int or value == 0 or not -INT64_MAX <= value <= INT64_MAX:
         raise Invalid(f"channel id must be a non-zero 64-bit integer, not {value!r:.40}")
     return value
+
+
+def after_id(value: object, what: str) -> int:
+    """A channel id a page continues after, or 0 (from the first)."""
+    return integer(value, what, -INT64_MAX)
 
 
 def limit(value: object) -> int:

@@ -25,11 +25,17 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+import msgspec
 
 from actors.storage.migrations import apply_migrations
+from protocols import store as p
 
-__all__ = ["Database", "Synchronous", "where_clause"]
+__all__ = ["Database", "Synchronous", "encoded_size", "page", "where_clause"]
+
+T = TypeVar("T")
+_encoder = msgspec.msgpack.Encoder()
 
 Synchronous = Literal["normal", "full"]
 
@@ -176,3 +182,22 @@ def where_clause(equal: dict[str, Any], also: Iterable[str] = ()) -> tuple[str, 
     and the conditions ``also``; ``1`` when there are none. Returns it and its arguments."""
     conditions = [f"{column} = ?" for column, value in equal.items() if value]
     return " AND ".join([*conditions, *also]) or "1", [v for v in equal.values() if v]
+
+
+def encoded_size(row: msgspec.Struct) -> int:
+    """The bytes ``row`` takes in a frame (msgpack)."""
+    return len(_encoder.encode(row))
+
+
+def page(rows: Iterable[T], limit: int, size: Callable[[T], int]) -> tuple[list[T], bool]:
+    """The first ``limit`` of ``rows`` (fetched with one more, to tell what follows), fewer
+    once the sum of their ``size`` passes ``PAGE_BYTES``, never none while rows remain.
+    Returns them and whether rows follow them."""
+    taken: list[T] = []
+    total = 0
+    for row in rows:
+        total += size(row)
+        if len(taken) == limit or (taken and total > p.PAGE_BYTES):
+            return taken, True
+        taken.append(row)
+    return taken, False

@@ -17,7 +17,7 @@ from typing import Any
 
 from actors.storage import checks as check
 from actors.storage.checks import MAX_CHANNEL_FILTER, MAX_QUERY, Invalid, Missing
-from actors.storage.database import Database
+from actors.storage.database import Database, page
 from protocols import store as p
 
 __all__ = ["PostQueries"]
@@ -193,15 +193,8 @@ class PostQueries(Database):
     def _page(self, rows: Iterable[tuple[Any, ...]], limit: int) -> p.Posts:
         """Up to ``limit`` posts of ``rows`` (fetched with one more, to tell ``more``),
         fewer when their text reaches ``PAGE_BYTES``, never none while rows remain."""
-        posts: list[p.Post] = []
-        size = 0
-        for row in rows:
-            post = _post(row)
-            size += len(post.text.encode())
-            if len(posts) == limit or (posts and size > p.PAGE_BYTES):
-                return p.Posts(posts=posts, last_seq=self._last_seq(), more=True)
-            posts.append(post)
-        return p.Posts(posts=posts, last_seq=self._last_seq())
+        posts, more = page(map(_post, rows), limit, lambda post: len(post.text.encode()))
+        return p.Posts(posts=posts, last_seq=self._last_seq(), more=more)
 
 
 def _post(row: tuple[Any, ...]) -> p.Post:

@@ -7,7 +7,9 @@ this class joins them over one :class:`~actors.storage.database.Database`.
 
 from __future__ import annotations
 
+from actors.storage import checks as check
 from actors.storage.channels import ChannelQueries
+from actors.storage.database import encoded_size, page
 from actors.storage.delivery import DeliveryQueries
 from actors.storage.migrations import schema_version
 from actors.storage.posts import PostQueries
@@ -27,15 +29,23 @@ class Store(ChannelQueries, PostQueries, DeliveryQueries):
     """
 
     def stats(self, req: p.GetStoreStats) -> p.StoreStats:
+        after = check.after_id(req.after_id, "after_id")
+        limit = check.limit(req.limit)
         one = self._one
-        per_channel = [
-            p.ChannelStats(channel_id=c, posts=n, last_message_id=m, last_post_at=t, lag_s=lag)
-            for c, n, m, t, lag in self._conn.execute(
-                "SELECT g.channel_id, g.posts, g.last_message_id, g.last_post_at, g.lag_s"
-                " FROM progress g JOIN channels c ON c.id = g.channel_id"
-                " WHERE c.state != 'removed' ORDER BY g.channel_id"
-            )
-        ]
+        per_channel, more = page(
+            (
+                p.ChannelStats(channel_id=c, posts=n, last_message_id=m, last_post_at=t, lag_s=lag)
+                for c, n, m, t, lag in self._conn.execute(
+                    "SELECT g.channel_id, g.posts, g.last_message_id, g.last_post_at, g.lag_s"
+                    " FROM progress g JOIN channels c ON c.id = g.channel_id"
+                    " WHERE c.state != 'removed' AND (? = 0 OR g.channel_id > ?)"
+                    " ORDER BY g.channel_id LIMIT ?",
+                    (after, after, limit + 1),
+                )
+            ),
+            limit,
+            encoded_size,
+        )
         return p.StoreStats(
             channels=one("SELECT count(*) FROM channels WHERE state != 'removed'"),
             subscriptions=one("SELECT count(*) FROM subscriptions"),
@@ -45,4 +55,5 @@ class Store(ChannelQueries, PostQueries, DeliveryQueries):
             schema_version=schema_version(self._conn),
             per_channel=per_channel,
             commits=self.commits,
+            more=more,
         )
