@@ -22,8 +22,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TextIO
 
+from actors.store_lists import EVERY_CHANNEL, sync_pages
 from protocols import store as st
 from protocols.broker import GetStatus
 from runtime.client import Client
@@ -217,15 +219,17 @@ class Demo:
     def _watch_channels(self) -> None:
         """Say when a channel shows up in the store and how its backfill goes."""
         try:
-            channels = self.client.request("store:main", st.ListChannels(), timeout=5).channels
-            stats = self._store_stats()
+            ask = partial(self.client.request, "store:main", timeout=5)
+            channels = [c for page in sync_pages(ask, EVERY_CHANNEL) for c in page.channels]
+            stats = st.GetStoreStats(limit=st.MAX_PAGE)
+            per_channel = [row for page in sync_pages(ask, stats) for row in page.per_channel]
         except RequestError:
             return  # the store is busy or restarting: the next tick asks again
         for channel in channels:
             if channel.id not in self._channel_ids and channel.username:
                 self._channel_ids[channel.id] = channel.username
                 self.say(f"@{channel.username} is watched by {channel.reader or 'a reader'}")
-        for row in stats.per_channel:
+        for row in per_channel:
             name = self._channel_ids.get(row.channel_id, "")
             if not name or name in self._backfilled:
                 continue

@@ -19,6 +19,7 @@ __all__ = [
     "EVERY_CHANNEL",
     "EVERY_SUBSCRIPTION",
     "Ask",
+    "Paged",
     "all_channels",
     "all_subscriptions",
     "pages",

@@ -31,6 +31,7 @@ __all__ = ["ROUTES"]
 
 ADD_TIMEOUT_S = 60.0  # joining and backfilling a channel takes Telegram round trips
 MAX_QUERY = 256
+_ID_MAX = 2**63 - 1  # channel ids are 64-bit
 
 
 async def health(request: web.Request) -> web.StreamResponse:
@@ -67,7 +68,10 @@ async def status(request: web.Request) -> web.StreamResponse:
 
 async def list_channels(request: web.Request) -> web.StreamResponse:
     query = store.ListChannels(
-        reader=request.query.get("reader", ""), state=request.query.get("state", "")
+        reader=request.query.get("reader", ""),
+        state=request.query.get("state", ""),
+        after_id=query_int(request, "after_id", 0, -_ID_MAX, _ID_MAX),
+        limit=query_int(request, "limit", store.LIST_PAGE, 1, store.MAX_PAGE),
     )
     return json_response(await request.app[CLIENT].request(STORE, query))
 
@@ -124,12 +128,19 @@ async def posts_since(request: web.Request) -> web.StreamResponse:
 
 
 async def subscriptions(request: web.Request) -> web.StreamResponse:
-    query = store.ListSubscriptions(subscriber=request.match_info["subscriber"])
+    query = store.ListSubscriptions(
+        subscriber=request.match_info["subscriber"],
+        after_channel_id=query_int(request, "after_channel_id", 0, -_ID_MAX, _ID_MAX),
+        limit=query_int(request, "limit", store.LIST_PAGE, 1, store.MAX_PAGE),
+    )
     return json_response(await request.app[CLIENT].request(STORE, query))
 
 
 _ID = Param("id", "path", required=True, description="the channel's marked id (-100...)")
 _LIMIT = Param("limit", "query", description="page size (default 50)")
+_LIST_LIMIT = Param(
+    "limit", "query", description=f"page size (default {store.LIST_PAGE}, at most {store.MAX_PAGE})"
+)
 _CHANNEL = Param("channel_id", "query", description="only this channel")
 
 ROUTES = (
@@ -152,9 +163,15 @@ ROUTES = (
         "GET",
         "/channels",
         list_channels,
-        "Watched channels",
+        "Watched channels in id order, a page at a time; while more is true, the next page "
+        "is after_id = the last id of this one",
         store.Channels,
-        params=(Param("reader", "query", "string"), Param("state", "query", "string")),
+        params=(
+            Param("reader", "query", "string"),
+            Param("state", "query", "string"),
+            Param("after_id", "query", description="after this channel id (default: the first)"),
+            _LIST_LIMIT,
+        ),
     ),
     Route(
         "POST",
@@ -204,8 +221,13 @@ ROUTES = (
         "GET",
         "/subscribers/{subscriber}/subscriptions",
         subscriptions,
-        "A subscriber's subscriptions",
+        "A subscriber's subscriptions in channel id order, a page at a time; while more is "
+        "true, the next page is after_channel_id = the last channel_id of this one",
         store.Subscriptions,
-        params=(Param("subscriber", "path", "string", True),),
+        params=(
+            Param("subscriber", "path", "string", True),
+            Param("after_channel_id", "query", description="after this channel id"),
+            _LIST_LIMIT,
+        ),
     ),
 )

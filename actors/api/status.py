@@ -13,18 +13,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from typing import TypeVar
+from functools import partial
+from typing import Any, TypeVar
 
 from aiohttp import web
+from msgspec.structs import replace
 
 from actors.api.base import BROKER, PARSER, STORE, Requester
+from actors.store_lists import EVERY_CHANNEL, Paged, pages
 from config import Settings
 from protocols.api import StatusReport
 from protocols.base import Message, Request
 from protocols.broker import GetStatus, Status
 from protocols.parser import GetParserStatus
 from protocols.session import GetSessionStatus, SessionStatus
-from protocols.store import MAX_PAGE, GetDeliveries, GetStoreStats, ListChannels
+from protocols.store import MAX_PAGE, Channel, Channels, GetDeliveries, GetStoreStats, StoreStats
 from runtime.errors import RequestError
 
 __all__ = ["MAX_AGE_S", "POST_RATE", "STATUS", "PostRate", "StatusCache", "gather"]
@@ -68,6 +71,29 @@ async def _ask(client: Requester, target: str, body: Request[R], problems: list[
         return None
 
 
+async def _ask_pages(
+    client: Requester, request: Paged[Any], problems: list[str]
+) -> list[Any] | None:
+    """Every page of a store list, or None (and a problem) if a page did not come."""
+    ask = partial(client.request, STORE, timeout=PART_TIMEOUT_S)
+    try:
+        return [page async for page in pages(ask, request)]
+    except RequestError as exc:
+        problems.append(f"{STORE}: {exc}")
+        return None
+
+
+def _stats(found: list[StoreStats] | None) -> StoreStats | None:
+    """The store's counts with the stats of every channel (from all its pages)."""
+    if not found:
+        return None
+    return replace(found[0], per_channel=[c for p in found for c in p.per_channel], more=False)
+
+
+def _channels(found: list[Channels] | None) -> list[Channel]:
+    return [c for page in found or [] for c in page.channels]
+
+
 def _accounts(settings: Settings, status: Status | None) -> list[str]:
     """Configured accounts, and any other session the broker knows of (other hosts)."""
     names = set(settings.accounts)
@@ -85,8 +111,8 @@ async def gather(client: Requester, settings: Settings, rate: PostRate) -> Statu
     problems: list[str] = []
     broker, stats, channels, parser, pending, failed = await asyncio.gather(
         _ask(client, BROKER, GetStatus(), problems),
-        _ask(client, STORE, GetStoreStats(), problems),
-        _ask(client, STORE, ListChannels(), problems),
+        _ask_pages(client, GetStoreStats(limit=MAX_PAGE), problems),
+        _ask_pages(client, EVERY_CHANNEL, problems),
         _ask(client, PARSER, GetParserStatus(), problems),
         _ask(client, STORE, GetDeliveries(status="pending", limit=MAX_PAGE), problems),
         _ask(client, STORE, GetDeliveries(status="failed", limit=MAX_PAGE), problems),
@@ -106,8 +132,8 @@ async def gather(client: Requester, settings: Settings, rate: PostRate) -> Statu
         failed=broker.failed if broker else [],
         accounts=[a for a in accounts if isinstance(a, SessionStatus)],
         readers=parser.readers if parser else [],
-        channels=channels.channels if channels else [],
-        store=stats,
+        channels=_channels(channels),
+        store=_stats(stats),
         deliveries_pending=len(pending.deliveries) if pending else 0,
         deliveries_failed=len(failed.deliveries) if failed else 0,
         posts_per_minute=rate.series(now),

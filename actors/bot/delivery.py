@@ -33,6 +33,7 @@ import structlog
 from actors.bot import texts
 from actors.bot.pace import Pace
 from actors.bot.tasks import Tasks
+from actors.store_lists import all_subscriptions
 from config import DeliverySettings
 from protocols import errors
 from protocols import session as s
@@ -198,9 +199,8 @@ class Delivery:
         return len(page.posts) == self.settings.page
 
     async def _subscribers(self) -> dict[int, list[st.Subscription]]:
-        found = await self._store(st.ListSubscriptions())
         mine: dict[int, list[st.Subscription]] = {}
-        for sub in found.subscriptions:
+        for sub in await all_subscriptions(self._store):
             if sub.subscriber.startswith(self._prefix):
                 mine.setdefault(sub.channel_id, []).append(sub)
         return mine

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
+from functools import partial
 from typing import TypeVar
 
 from actors.parser.parsing import RefError
@@ -24,6 +25,7 @@ from actors.parser.readers import ReaderPool
 from actors.parser.reconciler import Reconciler
 from actors.parser.requests import ChannelRequests
 from actors.parser.watch import Watch
+from actors.store_lists import all_channels
 from config import ParserSettings
 from protocols import errors
 from protocols import store as st
@@ -92,17 +94,17 @@ class ParserActor(ChannelRequests, PostWriter, ReaderPool, Reconciler, Actor):
         """Load the watched channels from the store (waiting for it), then catch up."""
         while True:
             try:
-                listed = await self._call(STORE_ADDRESS, st.ListChannels())
+                listed = await all_channels(partial(self._call, STORE_ADDRESS))
                 break
             except RequestError as exc:
                 self.ctx.log.info("waiting for the store", error=str(exc.error.message))
                 await asyncio.sleep(_BOOT_RETRY_S)
         now = time.monotonic()
-        for channel in listed.channels:
+        for channel in listed:
             if channel.state == "removed":
                 continue
             self._watch(channel, next_check=now)  # catch-up on start: every channel now
-        self._recount_budgets(listed.channels, now)
+        self._recount_budgets(listed, now)
         for reader in self.readers.values():
             self._spawn(self._read_state(reader))
         assert self._ready is not None

@@ -12,11 +12,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TypeVar
+
+from msgspec.structs import replace
 
 from actors.bot.chat import Chat, Keyboard
 from actors.bot.router import CommandArgs, Press, Router
 from actors.bot.texts import MAX_ARGS, ago, channel_name, keywords_of, parse_ref, shown
+from actors.store_lists import EVERY_SUBSCRIPTION, all_channels, all_subscriptions
 from protocols import errors
 from protocols import parser as p
 from protocols import store as st
@@ -170,7 +174,7 @@ async def _unsubscribe(chat: Chat, channel_id: int) -> bool:
     gone = await chat.ask(
         chat.bot.store, st.Unsubscribe(subscriber=chat.subscriber, channel_id=channel_id)
     )
-    left = await chat.ask(chat.bot.store, st.ListSubscriptions(channel_id=channel_id))
+    left = await chat.ask(chat.bot.store, st.ListSubscriptions(channel_id=channel_id, limit=1))
     if gone.removed and not left.subscriptions:
         chat.bot.later(_stop_watching(chat, channel_id))
     return gone.removed
@@ -216,18 +220,18 @@ async def remove_button(press: Press, chat: Chat) -> None:
 async def _page(chat: Chat, page: int) -> tuple[str, Keyboard]:
     """Page ``page`` (clamped) of this chat's channels: lines and a keyboard with a
     remove button per channel and the page turns."""
-    subs = await chat.ask(chat.bot.store, st.ListSubscriptions(subscriber=chat.subscriber))
-    if not subs.subscriptions:
+    ask = partial(chat.ask, chat.bot.store)
+    subs = await all_subscriptions(ask, replace(EVERY_SUBSCRIPTION, subscriber=chat.subscriber))
+    if not subs:
         return "You follow no channels yet. Add one with " + ADD_USAGE, []
-    known = await chat.ask(chat.bot.store, st.ListChannels())
-    channels = {c.id: c for c in known.channels}
+    channels = {c.id: c for c in await all_channels(ask)}
     size = chat.bot.settings.page_size
-    pages = (len(subs.subscriptions) + size - 1) // size
+    pages = (len(subs) + size - 1) // size
     page = min(page, pages - 1)
-    lines = [f"Your channels ({len(subs.subscriptions)}), page {page + 1}/{pages}:"]
+    lines = [f"Your channels ({len(subs)}), page {page + 1}/{pages}:"]
     keyboard: Keyboard = []
     first = page * size
-    for number, sub in enumerate(subs.subscriptions[first : first + size], first + 1):
+    for number, sub in enumerate(subs[first : first + size], first + 1):
         channel = channels.get(sub.channel_id, st.Channel(id=sub.channel_id, state="removed"))
         last = ago(channel.last_post_at)
         line = f"{number}. {channel_name(channel)} — {channel.state}, last post {last}"
