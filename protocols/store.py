@@ -325,8 +325,10 @@ class ListSubscriptions(Request[Subscriptions]):
     in ``(subscriber, channel_id)`` order.
 
     The page starts after the key ``(after_subscriber, after_channel_id)`` (both unset:
-    from the first) and holds at most ``limit`` subscriptions (1 to ``MAX_PAGE``), fewer
-    once their encoded size reaches ``PAGE_BYTES``.
+    from the first; with only ``after_channel_id`` set, ``after_subscriber`` is
+    ``subscriber``, so a subscriber's pages need only ``after_channel_id``) and holds at
+    most ``limit`` subscriptions (1 to ``MAX_PAGE``), fewer once their encoded size
+    reaches ``PAGE_BYTES``.
     """
 
     subscriber: str = ""

@@ -166,10 +166,11 @@ class ChannelQueries(Database):
 
     def list_subscriptions(self, req: p.ListSubscriptions) -> p.Subscriptions:
         # A subscriber is never empty, so the key ("", 0) is before every subscription.
-        after = (
-            check.name(req.after_subscriber, "after_subscriber", required=False),
-            check.after_id(req.after_channel_id, "after_channel_id"),
-        )
+        after_subscriber = check.name(req.after_subscriber, "after_subscriber", required=False)
+        after_channel = check.after_id(req.after_channel_id, "after_channel_id")
+        if after_channel and not after_subscriber:
+            after_subscriber = req.subscriber
+        after = (after_subscriber, after_channel)
         limit = check.limit(req.limit)
         where, args = where_clause(
             {

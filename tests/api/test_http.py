@@ -24,8 +24,10 @@ from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors.api import ROUTES, create_app
+from actors.api.base import CLIENT
 from config import load_settings
 from protocols import session as s
+from protocols import store
 from protocols.api import StatusReport
 from tests.api.conftest import TOKEN, ApiSystem
 from tests.browser import screenshot
@@ -116,12 +118,53 @@ async def test_openapi_document_validates_and_lists_every_route(api_system: ApiS
     assert documented == served
     assert doc["paths"]["/channels"]["post"]["security"] == [{"bearer": []}]
     assert "security" not in doc["paths"]["/channels"]["get"]
+    paged = {p["name"] for p in doc["paths"]["/channels"]["get"]["parameters"]}
+    assert {"after_id", "limit"} <= paged
+    subscriptions = doc["paths"]["/subscribers/{subscriber}/subscriptions"]["get"]
+    assert {"after_channel_id", "limit"} <= {p["name"] for p in subscriptions["parameters"]}
+    assert "more" in doc["components"]["schemas"]["Channels"]["properties"]
     # What the server sends validates against what the document says it sends.
     for body, name in ((report, "StatusReport"), (health, "Health")):
         schema = {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}
         jsonschema.Draft202012Validator(schema).validate(body)
     bad = {"$ref": "#/components/schemas/NewChannel", "components": doc["components"]}
     assert not jsonschema.Draft202012Validator(bad).is_valid({"ref": "@x", "extra": 1})
+
+
+async def test_channels_and_subscriptions_are_listed_a_page_at_a_time(
+    api_system: ApiSystem, app_client: TestClient
+) -> None:
+    """Channels of a reader nobody runs (the parser never sees them), and one subscriber's
+    subscriptions, walked over HTTP with a small limit and the cursor of each page."""
+    ids = [-1007700 - n for n in range(12)]
+    client = app_client.app[CLIENT]
+    for channel_id in ids:
+        channel = store.Channel(id=channel_id, reader="pager", state="paused")
+        await client.request("store:main", store.SaveChannel(channel=channel), timeout=10)
+        follow = store.Subscribe(subscriber="bot:pager:1", channel_id=channel_id)
+        await client.request("store:main", follow, timeout=10)
+
+    async def walk(path: str, rows: str, key: str, cursor: str) -> list[Any]:
+        found: list[Any] = []
+        pages: list[Any] = []
+        query = ""
+        for _ in range(4):  # three pages; a fourth would be a cursor that did not move
+            response = await app_client.get(f"{path}limit=5{query}")
+            assert response.status == 200, await response.text()
+            page = await response.json()
+            pages.append(page)
+            found += [row[key] for row in page[rows]]
+            if not page.get("more"):
+                break
+            query = f"&{cursor}={found[-1]}"
+        assert [len(page[rows]) for page in pages] == [5, 5, 2]
+        return found
+
+    channels = await walk("/channels?reader=pager&", "channels", "id", "after_id")
+    assert channels == sorted(ids)
+    path = "/subscribers/bot:pager:1/subscriptions?"
+    followed = await walk(path, "subscriptions", "channel_id", "after_channel_id")
+    assert followed == sorted(ids)
 
 
 async def test_metrics_parse_and_counters_move_as_requests_flow(api_system: ApiSystem) -> None:
@@ -231,6 +274,11 @@ BAD_REQUESTS = [
     ("GET", "/posts/search?q=" + "x" * 300, b"", 400),
     ("GET", "/posts/since?seq=-1", b"", 400),
     ("GET", "/posts/since?seq=1&limit=100000", b"", 400),
+    ("GET", "/channels?limit=0", b"", 400),
+    ("GET", "/channels?limit=1001", b"", 400),
+    ("GET", "/channels?after_id=x", b"", 400),
+    ("GET", "/subscribers/bot:x:1/subscriptions?limit=-1", b"", 400),
+    ("GET", "/subscribers/bot:x:1/subscriptions?after_channel_id=1e3", b"", 400),
     ("POST", "/login/carol/code", b'{"code": 12345}', 400),
     ("POST", "/login/carol/password", b'{"password": "x", "remember": true}', 400),
     ("PUT", "/channels", b"{}", 405),
@@ -246,7 +294,8 @@ async def test_bad_input_is_refused_before_any_actor_is_asked(app_client: TestCl
         error = await response.json()
         assert set(error) == {"code", "message", "retry_after"} and error["message"], error
     samples = await _metrics(app_client)
-    for kind in ("AddChannel", "RemoveChannel", "GetPosts", "SearchPosts", "PostsSince"):
+    kinds = ("AddChannel", "RemoveChannel", "GetPosts", "SearchPosts", "PostsSince")
+    for kind in (*kinds, "ListSubscriptions"):
         assert _asked(samples, kind) == 0, kind
     for kind in ("SubmitCode", "SubmitPassword"):
         assert _asked(samples, kind) == 0, kind

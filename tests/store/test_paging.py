@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from actors.storage import Store
 from actors.store import StoreActor
@@ -204,6 +205,18 @@ def test_subscription_filters_combine_with_paging(mixed: Store, query: dict) -> 
         read = list(sync_pages(mixed.list_subscriptions, p.ListSubscriptions(limit=limit, **query)))
         assert [(x.subscriber, x.channel_id) for pg in read for x in pg.subscriptions] == want
         assert all(len(page.subscriptions) <= limit for page in read)
+
+
+def test_a_subscribers_next_page_needs_only_the_last_channel_id(mixed: Store) -> None:
+    """As the HTTP API asks: the subscriber fixed, the cursor its last channel id."""
+    mine = p.ListSubscriptions(subscriber="bot:b:2")
+    first = mixed.list_subscriptions(replace(mine, limit=4))
+    after = first.subscriptions[-1].channel_id
+    rest = mixed.list_subscriptions(replace(mine, after_channel_id=after))
+    everything = mixed.list_subscriptions(mine).subscriptions
+    assert first.more and not rest.more
+    assert first.subscriptions + rest.subscriptions == everything
+    assert len(everything) == len({x.channel_id for x in everything}) > 4
 
 
 def test_a_page_of_subscriptions_with_many_keywords_stops_at_page_bytes(store: Store) -> None:
