@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from msgspec.structs import replace
 
@@ -24,7 +25,7 @@ from actors.store_lists import all_channels, all_subscriptions, pages, sync_page
 from protocols import errors
 from protocols import store as p
 from protocols.base import Message
-from protocols.codec import DEFAULT_MAX_FRAME_BYTES, pack_body
+from protocols.codec import DEFAULT_MAX_FRAME_BYTES, open_body, pack_body
 from runtime.testing import ActorHarness
 from tests.runtime.support import System
 from tests.store.test_processes import STORE, start_store
@@ -233,6 +234,28 @@ def test_a_page_of_subscriptions_with_many_keywords_stops_at_page_bytes(store: S
     assert len(read) > 1 and all(page.subscriptions for page in read)
     for page in read:
         _fits(page)
+
+
+# -- old peers -------------------------------------------------------------------------------
+
+
+class _OldListChannels(Message, tag="ListChannels"):
+    """``ListChannels`` as a peer from before paging declares it."""
+
+    reader: str = ""
+    state: str = ""
+
+
+class _OldChannels(Message, tag="Channels"):
+    channels: list[p.Channel] = []
+
+
+def test_old_peers_and_new_ones_understand_each_other() -> None:
+    asked = open_body(pack_body(_OldListChannels(reader="alice")))
+    assert asked == p.ListChannels(reader="alice", after_id=0, limit=p.LIST_PAGE)
+    page = p.Channels(channels=[p.Channel(id=-1001)], more=True)
+    old = msgspec.msgpack.decode(pack_body(page), type=_OldChannels)
+    assert old.channels == page.channels
 
 
 # -- bad paging arguments -------------------------------------------------------------------
