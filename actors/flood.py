@@ -68,6 +68,9 @@ _CLASS_METHODS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
                 "messages.sendMedia",
                 "messages.editMessage",
                 "messages.forwardMessages",
+                # Paced like the sends and edits they undo (a bot's delivery deletes).
+                "messages.deleteMessages",
+                "channels.deleteMessages",
             }
         ),
         "history": frozenset(

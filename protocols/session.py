@@ -163,6 +163,33 @@ class EditMessage(Request[Sent]):
     buttons: list[list[Button]] = []
 
 
+MAX_DELETE = 100  # message ids Telegram takes in one delete
+
+
+class Deleted(Message):
+    """How many of the asked messages Telegram deleted (those already gone are not
+    counted)."""
+
+    count: int = 0
+
+
+class DeleteMessages(Request[Deleted]):
+    """Delete messages of one chat; answered :class:`Deleted`.
+
+    1..``MAX_DELETE`` positive ``message_ids``, else ``BadRequest``. ``revoke`` deletes them
+    for the other side too (a private chat; a bot's deletes always are). In a channel or
+    supergroup the ids are the chat's; in a private chat or basic group Telegram takes the
+    ids alone (they are unique in the account's own box), the peer picks the method and
+    the flood-wait scope. Ids already gone are no error (they are not counted).
+    ``Unauthorized`` for messages the account may not delete (``CHAT_ADMIN_REQUIRED``,
+    ``MESSAGE_DELETE_FORBIDDEN``), ``NotFound`` for an unknown peer.
+    """
+
+    peer: PeerRef
+    message_ids: list[int] = []
+    revoke: bool = True
+
+
 class Answered(Message):
     pass
 
@@ -294,6 +321,8 @@ MESSAGES: tuple[type[Message], ...] = (
     SendMessage,
     Sent,
     EditMessage,
+    DeleteMessages,
+    Deleted,
     AnswerCallback,
     Answered,
     GetDialogs,

@@ -233,6 +233,32 @@ class RequestHandlers:
                 return errors.NotFound(message=f"MESSAGE_ID_INVALID: {body.message_id}")
         return s.Sent(message=convert.message(edited))
 
+    @handles(s.DeleteMessages)
+    async def _delete(self, body: s.DeleteMessages, env: Envelope) -> Message:
+        ids = body.message_ids
+        if not ids:
+            return errors.BadRequest(message="MESSAGE_IDS_EMPTY: no message ids")
+        if len(ids) > s.MAX_DELETE:
+            return errors.BadRequest(
+                message=f"MESSAGE_IDS_TOO_MANY: at most {s.MAX_DELETE} ids, got {len(ids)}"
+            )
+        if any(i <= 0 for i in ids):
+            return errors.BadRequest(message=f"MESSAGE_ID_INVALID: {min(ids)}")
+        peer = await self._input(body.peer, env)
+        request: Any = (
+            functions.channels.DeleteMessagesRequest(utils.get_input_channel(peer), ids)
+            if isinstance(peer, types.InputPeerChannel)
+            else functions.messages.DeleteMessagesRequest(ids, revoke=body.revoke)
+        )
+        affected = await self.conn.call(
+            "DeleteMessagesRequest",
+            env,
+            lambda: self.conn.client(request),
+            exclusive=True,
+            chat=self._bot_chat(peer),
+        )
+        return s.Deleted(count=affected.pts_count)
+
     @handles(s.AnswerCallback)
     async def _answer_callback(self, body: s.AnswerCallback, env: Envelope) -> Message:
         request = functions.messages.SetBotCallbackAnswerRequest(

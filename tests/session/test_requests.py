@@ -477,6 +477,66 @@ def test_edit_message_errors_are_typed(world: World) -> None:
     assert error.message.startswith("MESSAGE_AUTHOR_REQUIRED")
 
 
+# -- DeleteMessages ------------------------------------------------------------------------
+
+
+def test_bot_deletes_its_message_from_both_sides_and_a_repeat_deletes_nothing(
+    world: World,
+) -> None:
+    control = world.sandbox.control
+    carol = world.carol.username or ""
+    kept = world.request(BOT, s.SendMessage(peer=carol, text="stays"), key=key())
+    gone = world.request(BOT, s.SendMessage(peer=carol, text="goes away"), key=key())
+    assert isinstance(kept, s.Sent) and isinstance(gone, s.Sent)
+    theirs = control.send_message(world.carol.id, world.bot.id, "carol's own")
+
+    deleted = world.request(BOT, s.DeleteMessages(peer=carol, message_ids=[gone.message.id]))
+    assert deleted == s.Deleted(count=1)
+    seen = [m.text for m in control.chat(world.carol.id, world.bot.id)]
+    assert "goes away" not in seen
+    assert {"stays", theirs.text} <= set(seen)
+    assert gone.message.id not in [m.id for m in control.outbox(world.bot.id, world.carol.id)]
+
+    again = world.request(BOT, s.DeleteMessages(peer=carol, message_ids=[gone.message.id]))
+    assert again == s.Deleted(count=0)  # already gone: no error, nothing else touched
+    assert [m.text for m in control.chat(world.carol.id, world.bot.id)] == seen
+
+
+def test_delete_messages_errors_are_typed_and_the_session_goes_on(world: World) -> None:
+    control = world.sandbox.control
+    carol = world.carol.username or ""
+    calls = control.calls("messages.deleteMessages")
+    error = world.refused(BOT, s.DeleteMessages(peer=carol, message_ids=[]), errors.BadRequest)
+    assert error.message.startswith("MESSAGE_IDS_EMPTY")
+    too_many = list(range(1, s.MAX_DELETE + 2))
+    error = world.refused(
+        BOT, s.DeleteMessages(peer=carol, message_ids=too_many), errors.BadRequest
+    )
+    assert error.message.startswith("MESSAGE_IDS_TOO_MANY")
+    error = world.refused(BOT, s.DeleteMessages(peer=carol, message_ids=[0]), errors.BadRequest)
+    assert error.message.startswith("MESSAGE_ID_INVALID")
+    world.refused(BOT, s.DeleteMessages(peer="no_such_person_x", message_ids=[1]), errors.NotFound)
+    assert control.calls("messages.deleteMessages") == calls
+
+    # Another's post: the user reads the channel but is not its admin.
+    channel = world.channel(posts=1)
+    world.request(USER, s.JoinChannel(peer=channel.username or ""))
+    post_id = control.history(channel.id)[-1].id
+    error = world.refused(
+        USER,
+        s.DeleteMessages(peer=channel_id(channel), message_ids=[post_id]),
+        errors.Unauthorized,
+    )
+    assert error.message.startswith("CHAT_ADMIN_REQUIRED")
+    assert post_id in [m.id for m in control.history(channel.id)]
+
+    # The session goes on: its own message is still deleted at once.
+    mine = world.request(BOT, s.SendMessage(peer=carol, text="short-lived"), key=key())
+    assert isinstance(mine, s.Sent)
+    deleted = world.request(BOT, s.DeleteMessages(peer=carol, message_ids=[mine.message.id]))
+    assert deleted == s.Deleted(count=1)
+
+
 def test_inline_button_press_reaches_the_bot_and_is_answered(world: World) -> None:
     control = world.sandbox.control
     bot = world.actor(BOT)
