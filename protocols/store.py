@@ -39,8 +39,9 @@ MAX_BATCH = 1000  # the most posts in one PutPosts
 PAGE_BYTES = 512 * 1024
 
 ChannelState = Literal["joining", "active", "moving", "paused", "failed", "removed"]
-DeliveryStatus = Literal["pending", "sent", "failed", "skipped"]
-FINAL_DELIVERY: tuple[DeliveryStatus, ...] = ("sent", "skipped")  # never changed once recorded
+DeliveryStatus = Literal["pending", "sent", "failed", "skipped", "deleted"]
+# Never sent again once recorded; only a "sent" copy may later become "deleted".
+FINAL_DELIVERY: tuple[DeliveryStatus, ...] = ("sent", "skipped", "deleted")
 
 
 # -- values ----------------------------------------------------------------------------
@@ -119,8 +120,10 @@ class Delivery(Message):
     Keyed by ``(subscriber, channel_id, message_id)``. ``seq`` is the post's sequence
     number when it was delivered; ``sent_message_id`` the id of the message the bot sent
     (in the subscriber's chat). ``pending`` means a send may be under way (record it
-    before sending, with the send's idempotency key derived from the key); ``sent`` and
-    ``skipped`` are final: a later record of the same key changes nothing. ``attempts``
+    before sending, with the send's idempotency key derived from the key); ``sent``,
+    ``skipped`` and ``deleted`` are final: a later record of the same key changes nothing,
+    except that a ``sent`` copy may once become ``deleted`` (the bot deleted it from the
+    subscriber's chat; ``sent_message_id`` is kept). ``attempts``
     counts the records of the key the store accepted; ``updated_at`` is set by the store.
     """
 

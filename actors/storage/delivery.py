@@ -3,7 +3,8 @@
 A cursor only moves forward (saving a lower ``seq`` keeps the higher one) and never past
 the store's last ``seq``. A delivery is keyed on (subscriber, channel, message): recording
 it again counts an attempt and updates it, until it reaches a final status
-(``FINAL_DELIVERY``), after which it is never changed.
+(``FINAL_DELIVERY``), after which it is never changed, but for a ``sent`` copy becoming
+``deleted`` once.
 """
 
 from __future__ import annotations
@@ -59,8 +60,13 @@ class DeliveryQueries(Database):
             if post is None:
                 raise Missing(f"no post {d.message_id} of channel {d.channel_id} in the store")
             old = self._delivery(key)
-            if old is not None and old.status in p.FINAL_DELIVERY:
+            undone = old is not None and old.status == "sent" and status == "deleted"
+            if old is not None and old.status in p.FINAL_DELIVERY and not undone:
                 return p.DeliveryRecorded(delivery=old, created=False)
+            if status == "deleted":
+                if old is None or not undone:
+                    raise Invalid(f"only a sent delivery can become deleted: {key}")
+                sent_message_id = sent_message_id or old.sent_message_id
             self._conn.execute(
                 f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)"
                 " ON CONFLICT (subscriber, channel_id, message_id) DO UPDATE SET"

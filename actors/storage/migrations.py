@@ -187,3 +187,30 @@ def m004_posts_fts_explicit(conn: sqlite3.Connection) -> None:
         "DROP TRIGGER posts_fts_delete",
         "DROP TRIGGER posts_fts_update",
     )
+
+
+@migration
+def m005_deliveries_deleted(conn: sqlite3.Connection) -> None:
+    """A delivery may be ``deleted`` (the bot deleted its copy): the status check is part
+    of the table, so the table is rebuilt with the new one, rows and indexes kept."""
+    _run(
+        conn,
+        "CREATE TABLE deliveries_new ("
+        " subscriber TEXT NOT NULL,"
+        " channel_id INTEGER NOT NULL,"
+        " message_id INTEGER NOT NULL,"
+        " seq INTEGER NOT NULL DEFAULT 0,"
+        " status TEXT NOT NULL"
+        " CHECK (status IN ('pending', 'sent', 'failed', 'skipped', 'deleted')),"
+        " sent_message_id INTEGER NOT NULL DEFAULT 0,"
+        " error TEXT NOT NULL DEFAULT '',"
+        " attempts INTEGER NOT NULL DEFAULT 0,"
+        " updated_at INTEGER NOT NULL,"
+        " PRIMARY KEY (subscriber, channel_id, message_id),"
+        " FOREIGN KEY (channel_id, message_id) REFERENCES posts (channel_id, message_id))",
+        "INSERT INTO deliveries_new SELECT * FROM deliveries",
+        "DROP TABLE deliveries",
+        "ALTER TABLE deliveries_new RENAME TO deliveries",
+        "CREATE INDEX deliveries_seq ON deliveries (seq, subscriber)",
+        "CREATE INDEX deliveries_status ON deliveries (status) WHERE status = 'pending'",
+    )

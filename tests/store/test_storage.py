@@ -328,6 +328,47 @@ def test_a_sent_delivery_is_final(store: Store) -> None:
     assert (late.delivery.status, late.delivery.sent_message_id) == ("sent", 77)
 
 
+def test_a_sent_delivery_becomes_deleted_once_and_only_a_sent_one(store: Store) -> None:
+    seed(store)  # bot:b:1 has post 1 delivered ("sent")
+    key = {"subscriber": "bot:b:1", "channel_id": CHANNEL, "message_id": 1}
+    sent = store.record_delivery(
+        p.RecordDelivery(delivery=p.Delivery(**key, status="sent", sent_message_id=5))
+    ).delivery
+    gone = store.record_delivery(p.RecordDelivery(delivery=p.Delivery(**key, status="deleted")))
+    assert not gone.created and gone.delivery.status == "deleted"
+    assert gone.delivery.sent_message_id == sent.sent_message_id  # the copy's id is kept
+    assert gone.delivery.attempts == sent.attempts + 1
+    for status in ("deleted", "sent", "failed"):
+        again = store.record_delivery(p.RecordDelivery(delivery=p.Delivery(**key, status=status)))
+        assert again.delivery == gone.delivery  # final: a repeat changes nothing
+    pending = {"subscriber": "bot:b:2", "channel_id": CHANNEL, "message_id": 2}
+    store.record_delivery(p.RecordDelivery(delivery=p.Delivery(**pending, status="pending")))
+    for body in (pending, {**pending, "message_id": 3}):
+        with pytest.raises(Invalid, match="only a sent delivery"):
+            store.record_delivery(p.RecordDelivery(delivery=p.Delivery(**body, status="deleted")))
+    assert store.get_deliveries(p.GetDeliveries(status="deleted")).deliveries == [gone.delivery]
+
+
+def test_a_schema_4_database_keeps_its_deliveries_and_accepts_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "store.sqlite3"
+    with monkeypatch.context() as before:
+        before.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:4])
+        old = Store(path)
+        assert old.schema_version == 4
+        seed(old)
+        kept = old.get_deliveries(p.GetDeliveries()).deliveries
+        old.close()
+    store = Store(path)
+    assert store.schema_version == len(migrations.MIGRATIONS)
+    assert store.get_deliveries(p.GetDeliveries()).deliveries == kept
+    key = {"subscriber": "bot:b:1", "channel_id": CHANNEL, "message_id": 1}
+    gone = store.record_delivery(p.RecordDelivery(delivery=p.Delivery(**key, status="deleted")))
+    assert gone.delivery.status == "deleted"
+    store.close()
+
+
 def test_deliveries_are_listed_by_every_filter_given(store: Store) -> None:
     seed(store)
     for subscriber, message_id, status in [("a", 2, "pending"), ("b", 3, "failed")]:
