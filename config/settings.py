@@ -226,7 +226,8 @@ class ParserSettings(_Section):
 class DeliverySettings(_Section):
     """How the bot delivers new posts: Telegram's bot sending limits (sent steadily, never
     in bursts), how many posts one store read takes, and what a deleted source post does
-    to its delivered copies ("mark" edits them to say so, "keep" leaves them).
+    to its delivered copies ("mark" edits them to say so, "keep" leaves them, "delete"
+    deletes them from the subscribers' chats, once, paced like edits).
     """
 
     overall_per_s: PositiveFloat = 30.0
@@ -235,7 +236,7 @@ class DeliverySettings(_Section):
     page: Annotated[int, msgspec.Meta(gt=0, le=1000)] = 200
     poll_interval_s: PositiveFloat = 5.0
     edits: bool = True
-    on_deleted: Literal["mark", "keep"] = "mark"
+    on_deleted: Literal["mark", "keep", "delete"] = "mark"
 
 
 class BotSettings(_Section):

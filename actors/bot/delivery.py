@@ -14,7 +14,10 @@ first result instead of sending twice.
 Sends are paced by :class:`~actors.bot.pace.Pace` (overall, per private chat, per group)
 and queued per chat, in post order; a FloodWait for one chat delays that chat's queue
 only. Nothing is dropped for being over a limit. An edit of a delivered post edits the
-copies; a deleted one is marked (``delivery.on_deleted``).
+copies; a deleted one is marked, kept, or its copies are deleted from the subscribers'
+chats (``delivery.on_deleted``). A deleted copy is recorded ``deleted`` in the store, so
+it is deleted once: a restart or a repeated deletion plans nothing for it; a copy already
+gone (the subscriber deleted it) counts as deleted, not as an error.
 
 Runs on the process's asyncio loop; every method is called there.
 """
@@ -60,6 +63,7 @@ class DeliveryCounts:
 
     sent: int = 0
     edited: int = 0
+    deleted: int = 0
     skipped: int = 0
     failed: int = 0
     flood_waits: int = 0
@@ -73,7 +77,8 @@ class _Job:
     subscriber: str
     post: st.Post
     channel: st.Channel
-    copy_id: int = 0  # the delivered copy, when this job edits it
+    copy_id: int = 0  # the delivered copy, when this job edits or deletes it
+    delete: bool = False  # delete the copy rather than edit it
 
 
 @dataclass
@@ -237,11 +242,13 @@ class Delivery:
         chat_id = int(sub.subscriber.removeprefix(self._prefix))
         if copy is not None:
             changed = copy.seq < post.seq and (post.edit_date or post.deleted)
-            edit = post.deleted and self.settings.on_deleted == "mark"
-            edit = edit or (not post.deleted and self.settings.edits)
-            if not (changed and edit and copy.sent_message_id):
+            if copy.status == "deleted" or not (changed and copy.sent_message_id):
                 return None
-            return _Job(chat_id, sub.subscriber, post, channel, copy.sent_message_id)
+            wanted = self.settings.on_deleted != "keep" if post.deleted else self.settings.edits
+            if not wanted:
+                return None
+            delete = post.deleted and self.settings.on_deleted == "delete"
+            return _Job(chat_id, sub.subscriber, post, channel, copy.sent_message_id, delete)
         if post.deleted or not texts.matches(post.text, sub.keywords):
             return None
         return _Job(chat_id, sub.subscriber, post, channel)
@@ -321,6 +328,15 @@ class Delivery:
     async def _attempt(self, job: _Job) -> bool:
         post = job.post
         key = f"{job.subscriber}:{post.channel_id}:{post.message_id}"
+        if job.delete:
+            await self.ctx.call(
+                self.session,
+                s.DeleteMessages(peer=job.chat_id, message_ids=[job.copy_id], revoke=True),
+                timeout=SEND_TIMEOUT_S,
+            )
+            await self._record(job, "deleted", job.copy_id)
+            self.counts.deleted += 1
+            return True
         text = texts.copy_text(job.channel, post, deleted_mark=post.deleted)
         if job.copy_id:
             await self.ctx.call(

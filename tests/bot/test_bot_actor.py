@@ -48,6 +48,7 @@ class Desk:
             s.EditMessage: lambda b: s.Sent(
                 message=s.ChatMessage(id=b.message_id, chat_id=b.peer, date=0, text=b.text)
             ),
+            s.DeleteMessages: lambda b: s.Deleted(count=len(b.message_ids)),
             s.AnswerCallback: s.Answered(),
             p.AddChannel: self.add,
             p.RemoveChannel: p.ChannelRemoved(channel_id=NEWS.id),
@@ -357,6 +358,38 @@ def test_an_edited_post_edits_its_copies_and_a_deleted_one_is_marked(
     bot.event(stored_topic(NEWS.id), PostStored(post=desk.posts[0]))
     wait_edited(bot, "deleted in the channel")
     assert len(bot.port.asks_of(s.SendMessage)) == 1
+
+
+def test_with_on_deleted_delete_a_deleted_post_deletes_each_copy_once_across_a_restart(
+    desk: Desk,
+) -> None:
+    for chat in (7, 8):
+        desk.subscribe(st.Subscribe(subscriber=f"bot:newsbot:{chat}", channel_id=NEWS.id))
+    deleting = DeliverySettings(
+        overall_per_s=1000, private_per_s=1000, poll_interval_s=0.1, on_deleted="delete"
+    )
+    desk.posts = [post(1, 10, "first"), post(2, 11, "second")]
+    with make_bot(desk, delivery=deleting) as bot:
+        bot.wait_for(lambda: desk.cursor == 2)
+        copies = {(b.peer, b.text.split("\n\n")[1]): b for b in bot.port.asks_of(s.SendMessage)}
+        desk.posts = [post(2, 11, "second"), post(3, 10, "first", deleted=True)]
+        bot.event(stored_topic(NEWS.id), PostStored(post=desk.posts[1]))
+        bot.wait_for(lambda: desk.cursor == 3)
+        asked = bot.port.asks_of(s.DeleteMessages)
+        assert bot.port.asks_of(s.EditMessage) == []
+    assert len(copies) == 4
+    first = {k: d for k, d in desk.deliveries.items() if k[2] == 10}
+    assert sorted((b.peer, b.message_ids, b.revoke) for b in asked) == sorted(
+        (int(k[0].rsplit(":", 1)[1]), [d.sent_message_id], True) for k, d in first.items()
+    )
+    assert {d.status for d in first.values()} == {"deleted"}
+    assert {d.status for k, d in desk.deliveries.items() if k[2] == 11} == {"sent"}
+
+    desk.cursor = 0  # a restart that lost the cursor plans every post again
+    with make_bot(desk, delivery=deleting) as again:
+        again.wait_for(lambda: desk.cursor == 3)
+        assert again.port.asks_of(s.DeleteMessages) == []
+        assert again.port.asks_of(s.SendMessage) == []
 
 
 def test_a_flood_wait_for_one_chat_delays_only_that_chat(desk: Desk) -> None:

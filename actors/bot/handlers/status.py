@@ -46,7 +46,7 @@ async def status(args: CommandArgs, chat: Chat) -> None:
     counts = chat.bot.delivery.counts
     lines.append(
         f"delivery: {counts.queued} queued, {counts.sent} sent, {counts.edited} edited, "
-        f"{counts.failed} failed, cursor {counts.cursor}"
+        f"{counts.deleted} deleted, {counts.failed} failed, cursor {counts.cursor}"
     )
     waits = chat.bot.delivery.pace.waiting()
     if waits:
