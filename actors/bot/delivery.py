@@ -16,8 +16,9 @@ and queued per chat, in post order; a FloodWait for one chat delays that chat's 
 only. Nothing is dropped for being over a limit. An edit of a delivered post edits the
 copies; a deleted one is marked, kept, or its copies are deleted from the subscribers'
 chats (``delivery.on_deleted``). A deleted copy is recorded ``deleted`` in the store, so
-it is deleted once: a restart or a repeated deletion plans nothing for it; a copy already
-gone (the subscriber deleted it) counts as deleted, not as an error.
+it is deleted once: a restart or a repeated deletion plans nothing for it, and a delete
+repeated after a crash before its record carries the first one's idempotency key; a copy
+already gone (the subscriber deleted it) counts as deleted, not as an error.
 
 Runs on the process's asyncio loop; every method is called there.
 """
@@ -333,6 +334,9 @@ class Delivery:
                 self.session,
                 s.DeleteMessages(peer=job.chat_id, message_ids=[job.copy_id], revoke=True),
                 timeout=SEND_TIMEOUT_S,
+                # A repeat after a crash before the record is answered by the session
+                # without a second call (and would delete nothing: the id is gone).
+                idempotency_key=f"delete:{key}",
             )
             await self._record(job, "deleted", job.copy_id)
             self.counts.deleted += 1

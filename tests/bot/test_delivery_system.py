@@ -12,9 +12,12 @@ import signal
 from collections import Counter
 
 import pytest
+from telethon import utils
+from telethon.tl import types
 
 from actors import actor_kinds
 from config import Settings
+from protocols import store as st
 from sandbox import SandboxThread
 from sandbox.control import Account
 from tests.bot.support import World, app_node, person, start_world
@@ -115,3 +118,65 @@ def test_a_flood_wait_for_one_chat_delays_that_chat_only_and_rates_stay_in_the_l
                 assert (
                     j - i + 1 <= limits.bot_private_burst + limits.bot_private_per_s * span + 1e-6
                 )
+
+
+def deleting(user: Account, admin: Account) -> list[str]:
+    return ["[bot.delivery]", 'on_deleted = "delete"', "poll_interval_s = 0.5"]
+
+
+@pytest.mark.timeout(300)
+def test_on_deleted_delete_removes_the_copies_of_a_deleted_post_once_and_nothing_else(
+    sessions: Sessions, sandbox: SandboxThread
+) -> None:
+    control = sandbox.control
+    world = start_world(sessions, sandbox, deleting)
+    gone_before = person(sandbox, "gone")  # deletes its copy itself, before the channel does
+    people = [world.user, world.admin, gone_before]
+    channel = world.channel()
+    subscribe(world, people, channel)
+    doomed = control.post(channel, "soon deleted")
+    control.post(channel, "stays")
+    for someone in people:
+        world.wait_reply("stays", someone)
+        world.wait_reply("soon deleted", someone)
+    own_copy = next(m for m in world.chat(gone_before) if "soon deleted" in m.text)
+    assert control.delete_messages(gone_before.id, [own_copy.id], revoke=True) == 1
+
+    def both_sides(someone: Account) -> list[tuple[int, str]]:
+        """The whole chat of ``someone`` with the bot, as the sandbox holds it."""
+        return [(m.id, m.text) for m in control.chat(someone.id, world.bot.id)]
+
+    def deletes() -> int:
+        return control.calls("messages.deleteMessages")["messages.deleteMessages"]
+
+    expected = {p.id: [m for m in both_sides(p) if "soon deleted" not in m[1]] for p in people}
+    assert [len(expected[p.id]) < len(both_sides(p)) for p in people] == [True, True, False]
+    done_before = deletes()
+    assert control.delete_posts(channel, [doomed.id]) == 1
+    for someone in people:
+        wait_until(
+            lambda p=someone: both_sides(p) == expected[p.id], 60, f"{someone.username}'s copy gone"
+        )
+    # One delete per copy; the copy already gone is no error (recorded deleted below).
+    wait_until(lambda: deletes() == done_before + 3, 30, "a delete for each copy")
+
+    # A restart (kill -9) and the deletion stored again: no copy is deleted again.
+    world.procs["bot"].signal(signal.SIGKILL)
+    world.procs["bot"].popen.wait()
+    world.procs["bot"] = app_node(sessions, "botnode2", "bot=bot:newsbot", "--standby")
+    channel_id = utils.get_peer_id(types.PeerChannel(doomed.peer_id))
+    with sessions.client() as client:
+        repeat = client.request(
+            "store:main", st.DeletePosts(channel_id=channel_id, message_ids=[doomed.id])
+        )
+        records = client.request(
+            "store:main", st.GetDeliveries(channel_id=channel_id, message_id=doomed.id)
+        )
+    assert repeat.edited == []
+    assert sorted(d.status for d in records.deliveries) == ["deleted"] * 3
+    control.post(channel, "after the restart")
+    for someone in people:
+        world.wait_reply("after the restart", someone)
+        chat = both_sides(someone)
+        assert chat[:-1] == expected[someone.id] and "after the restart" in chat[-1][1]
+    assert deletes() == done_before + 3
