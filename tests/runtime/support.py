@@ -17,16 +17,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import zmq
 
 from protocols.broker import GetStatus, Status
-from runtime.client import AsyncClient, Client
-from runtime.curve import new_key_pair
+from runtime import curve
+from runtime.client import AsyncClient, AsyncSubscriber, Client, Subscriber
 from runtime.errors import RequestError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,7 +125,7 @@ class System:
         if self.transport not in TRANSPORTS:
             raise ValueError(f"{TRANSPORT_VARIABLE}={self.transport!r}: one of {TRANSPORTS}")
         # The processes are all the broker's host's: local peers, with its key pair.
-        self.curve_pair = new_key_pair() if self.transport == "curve" else None
+        self.curve_pair = curve.new_key_pair() if self.transport == "curve" else None
         if self.curve_pair is not None:
             self.overrides["SWITCHBOARD__RUNTIME__CURVE_SECRET_KEY"] = self.curve_pair[1]
         if self.local:
@@ -168,20 +169,39 @@ class System:
         )
         return env
 
+    def curve_options(self) -> dict[str, Any]:
+        """What a client of this system passes to be served over CURVE, as a local peer
+        with the broker's pair (nothing when CURVE is off)."""
+        if self.curve_pair is None:
+            return {}
+        return {"curve_server_key": self.curve_pair[0], "curve_key_pair": self.curve_pair}
+
     def client(self, identity: str | None = None) -> Client:
-        """A client of this system's broker (over CURVE, as a local peer, when it is on)."""
-        server_key = self.curve_pair[0] if self.curve_pair is not None else None
-        return Client(
-            self.broker,
-            identity=identity,
-            curve_server_key=server_key,
-            curve_key_pair=self.curve_pair,
-        )
+        """A client of this system's broker."""
+        return Client(self.broker, identity=identity, **self.curve_options())
 
     def async_client(self) -> AsyncClient:
-        """An asyncio client of this system's broker, as :meth:`client`."""
-        server_key = self.curve_pair[0] if self.curve_pair is not None else None
-        return AsyncClient(self.broker, curve_server_key=server_key, curve_key_pair=self.curve_pair)
+        """An asyncio client of this system's broker."""
+        return AsyncClient(self.broker, **self.curve_options())
+
+    def subscriber(self, topics: Iterable[str]) -> Subscriber:
+        """A subscriber to this system's event bus."""
+        return Subscriber(self.events_out, topics, **self.curve_options())
+
+    def async_subscriber(self, topics: Iterable[str]) -> AsyncSubscriber:
+        """An asyncio subscriber to this system's event bus."""
+        return AsyncSubscriber(self.events_out, topics, **self.curve_options())
+
+    def raw_dealer(self, identity: bytes, send_hwm: int = 1000) -> zmq.Socket:
+        """A bare DEALER named ``identity`` on the broker, to send what no Client would."""
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.IDENTITY, identity)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, send_hwm)
+        if self.curve_pair is not None:
+            curve.dial(sock, self.curve_pair[0], self.curve_pair)
+        sock.connect(self.broker)
+        return sock
 
     def short_lease(self) -> None:
         """Give the processes started from now on the short lease (``SHORT_HEARTBEAT_S`` x
@@ -310,16 +330,6 @@ def overlapping(intervals: list[Live]) -> list[tuple[Live, Live]]:
         for b in ordered[i + 1 :]
         if a.node != b.node and b.start < a.stop
     ]
-
-
-def raw_dealer(endpoint: str, identity: bytes, send_hwm: int = 1000) -> zmq.Socket:
-    """A bare DEALER named ``identity`` on ``endpoint``, to send what no Client would."""
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.IDENTITY, identity)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDHWM, send_hwm)
-    sock.connect(endpoint)
-    return sock
 
 
 def current_owner(client: Client, address: str) -> str | None:

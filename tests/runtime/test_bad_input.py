@@ -14,7 +14,7 @@ from protocols.codec import PROTOCOL_VERSION, decode_packet, encode_packet, open
 from protocols.envelope import Envelope, new_id
 from runtime.client import Client
 from tests.runtime.conftest import start_node
-from tests.runtime.support import Proc, System, raw_dealer
+from tests.runtime.support import Proc, System
 
 MAX_FRAME = 4096
 
@@ -22,7 +22,7 @@ MAX_FRAME = 4096
 @pytest.fixture
 def raw(system: System, broker: Proc) -> Iterator[zmq.Socket]:
     """A bare DEALER socket on the broker, to send what no Client would."""
-    sock = raw_dealer(system.broker, b"raw-peer")
+    sock = system.raw_dealer(b"raw-peer")
     yield sock
     sock.close()
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import signal
 
-import zmq
-
 from protocols import demo, errors
 from protocols.codec import decode_packet, open_body
 from runtime.errors import RequestError
@@ -78,9 +76,7 @@ def test_one_hosting_line_per_grant_across_a_broker_restart(system: System) -> N
 
 
 def test_a_flood_of_bad_frames_is_logged_a_few_times(system: System, broker: Proc) -> None:
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(system.broker)
+    sock = system.raw_dealer(b"garbler")
     try:
         for _ in range(50):
             sock.send(b"\x01garbage")

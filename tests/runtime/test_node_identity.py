@@ -28,7 +28,6 @@ from tests.runtime.support import (
     Proc,
     System,
     current_owner,
-    raw_dealer,
     wait_until,
 )
 
@@ -43,7 +42,7 @@ def node(system: System, broker: Proc) -> Proc:
 @pytest.fixture
 def raw(system: System, broker: Proc) -> Iterator[zmq.Socket]:
     """A bare DEALER on the broker named as the node: its id is all ``status`` shows."""
-    sock = raw_dealer(system.broker, b"nD")
+    sock = system.raw_dealer(b"nD")
     yield sock
     sock.close()
 
@@ -93,7 +92,7 @@ def test_a_peer_speaking_as_the_node_cannot_take_it_over(
 def test_a_garbage_flood_does_not_stall_the_node(
     system: System, node: Proc, client: Client
 ) -> None:
-    flood = raw_dealer(system.broker, b"flooder", send_hwm=0)  # queue all, never block
+    flood = system.raw_dealer(b"flooder", send_hwm=0)  # queue all, never block
     try:
         # It never reads its BadRequest answers: the broker's sends to it must not block.
         for i in range(20_000):

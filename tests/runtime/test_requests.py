@@ -9,7 +9,7 @@ import pytest
 
 from protocols import demo, errors
 from protocols.events import ActorStateChanged, actor_topic
-from runtime.client import AsyncSubscriber, Client
+from runtime.client import Client
 from runtime.errors import RequestError
 from tests.runtime.conftest import start_node
 from tests.runtime.support import Proc, System
@@ -19,7 +19,8 @@ import sys
 from protocols import demo
 from protocols.events import ActorStateChanged, actor_topic
 from runtime.client import AsyncClient, AsyncSubscriber, Client
-with Client(sys.argv[1]) as client:
+pair = tuple(sys.argv[3:5]) or None  # the broker's pair, when CURVE is on
+with Client(sys.argv[1], curve_server_key=pair and pair[0], curve_key_pair=pair) as client:
     for _ in range(int(sys.argv[2])):
         client.request("echo", demo.Increment(by=1), timeout=60)
 print("done")
@@ -30,7 +31,8 @@ def test_eight_processes_count_exactly_and_never_concurrently(
     system: System, broker: Proc, client: Client
 ) -> None:
     start_node(system, "counter")
-    workers = [system.python(CLIENT_SCRIPT, system.broker, "1000") for _ in range(8)]
+    keys = system.curve_pair or ()
+    workers = [system.python(CLIENT_SCRIPT, system.broker, "1000", *keys) for _ in range(8)]
     for worker in workers:
         out, err = worker.communicate(timeout=240)
         assert worker.returncode == 0, err
@@ -125,7 +127,7 @@ def test_deferred_reply_lets_the_actor_go_on(system: System, broker: Proc, clien
 async def test_async_client_and_subscriber(system: System, broker: Proc) -> None:
     start_node(system, "async")
     async with (
-        AsyncSubscriber(system.events_out, [actor_topic("echo")]) as events,
+        system.async_subscriber([actor_topic("echo")]) as events,
         system.async_client() as client,
     ):
         replies = await asyncio.gather(

@@ -6,7 +6,7 @@ import pytest
 
 from protocols import demo, errors
 from protocols.events import actor_topic
-from runtime.client import Client, Subscriber
+from runtime.client import Client
 from runtime.errors import RequestError
 from tests.runtime.conftest import start_node
 from tests.runtime.support import Proc, System, wait_until
@@ -44,7 +44,7 @@ def test_a_crash_restarts_the_actor_with_fresh_state(node: Proc, client: Client)
 def test_restart_intensity_is_bounded_and_failure_is_reported(
     system: System, node: Proc, client: Client
 ) -> None:
-    with Subscriber(system.events_out, [actor_topic("echo")]) as events:
+    with system.subscriber([actor_topic("echo")]) as events:
         wait_until(lambda: _subscribed(client), 10, "the echo actor")
         for _ in range(MAX_RESTARTS + 1):
             assert isinstance(_crash(client), errors.Internal)
